@@ -1,0 +1,401 @@
+//! Loading a mesh directory: parse every file, then check references, reporting every
+//! problem at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+use crate::doc::{MeshDoc, PortDoc, ProductDoc};
+use crate::error::{ConfigError, ConfigErrors, Origin};
+use crate::model::*;
+use crate::secrets::resolve_secrets;
+use crate::types::ColumnType;
+
+/// Name of the root file of a mesh directory.
+pub const MESH_FILE: &str = "mesh.yaml";
+/// Folder below the root holding product files.
+pub const DOMAINS_DIR: &str = "domains";
+/// Largest config file read, to keep a stray data file from being parsed as YAML.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Loads and validates the mesh directory `dir`.
+///
+/// Reads `dir/mesh.yaml` and every `*.yaml`/`*.yml` file below `dir/domains/`. Returns every
+/// problem found (syntax, unknown keys, duplicate names, dangling references, reserved names,
+/// bad column types, unset secrets, missing files), each with file, line and column.
+/// Connector-specific option checks are the gateway's job: see `meshgate validate`.
+pub fn load_mesh(dir: &Path) -> Result<Mesh, ConfigErrors> {
+    let mut errors = Vec::new();
+    let root = dir.to_path_buf();
+    let mesh_path = dir.join(MESH_FILE);
+    let mesh_doc: Option<MeshDoc> = parse_file(&mesh_path, &mut errors);
+
+    let mut product_files = Vec::new();
+    let domains_dir = dir.join(DOMAINS_DIR);
+    if domains_dir.is_dir() {
+        collect_yaml_files(&domains_dir, &mut product_files, &mut errors);
+        product_files.sort();
+    }
+
+    let mut sources = BTreeMap::new();
+    let mut mesh_name = String::new();
+    let mut description = None;
+    if let Some(doc) = mesh_doc {
+        mesh_name = doc.name;
+        description = doc.description;
+        for s in doc.sources {
+            let origin = Origin::at(&mesh_path, s.name.referenced);
+            if let Err(e) = check_identifier(&s.name.value) {
+                errors.push(ConfigError::new(origin.clone(), format!("source name: {e}")));
+                continue;
+            }
+            let name = SourceName::new_unchecked(s.name.value.clone());
+            if sources.contains_key(&name) {
+                errors.push(ConfigError::new(
+                    origin,
+                    format!("duplicate source name `{name}`; source names must be unique"),
+                ));
+                continue;
+            }
+            let options_origin = Origin::at(&mesh_path, s.options.referenced);
+            let options = match resolve_secrets(&s.options.value, dir) {
+                Ok(v) => v,
+                Err(problems) => {
+                    for p in problems {
+                        errors.push(ConfigError::new(
+                            options_origin.clone(),
+                            format!("source `{name}`: {p}"),
+                        ));
+                    }
+                    serde_json::Value::Null
+                }
+            };
+            if !options.is_null() && !options.is_object() {
+                errors.push(ConfigError::new(
+                    options_origin.clone(),
+                    format!("source `{name}`: options must be a mapping"),
+                ));
+            }
+            sources.insert(
+                name.clone(),
+                Source {
+                    name,
+                    kind: s.kind.value,
+                    options,
+                    base_dir: root.clone(),
+                    origin,
+                    options_origin,
+                    description: s.description,
+                },
+            );
+        }
+    }
+
+    let mut domains: BTreeMap<DomainName, Domain> = BTreeMap::new();
+    let mut pending_fks = Vec::new();
+    for file in &product_files {
+        let Some(doc) = parse_file::<ProductDoc>(file, &mut errors) else { continue };
+        if let Some(product) = build_product(file, doc, &sources, &mut errors, &mut pending_fks) {
+            let domain = domains.entry(product.domain.clone()).or_insert_with(|| Domain {
+                name: product.domain.clone(),
+                products: BTreeMap::new(),
+            });
+            if let Some(other) = domain.products.get(&product.name) {
+                errors.push(ConfigError::new(
+                    Origin::file(file),
+                    format!(
+                        "duplicate product `{}.{}`: also defined in {}",
+                        product.domain,
+                        product.name,
+                        other.file.display()
+                    ),
+                ));
+                continue;
+            }
+            domain.products.insert(product.name.clone(), product);
+        }
+    }
+
+    // Foreign keys name other ports, so they are checked once every product is known.
+    for (origin, domain, product, port, fk) in pending_fks {
+        let target = fk.references.value.split('.').collect::<Vec<_>>();
+        let Some(target_port) = (match target.as_slice() {
+            [d, p, t] => domains
+                .get(*d)
+                .and_then(|dm| dm.products.get(*p))
+                .and_then(|pr| pr.ports.iter().find(|x| x.name.as_str() == *t)),
+            _ => None,
+        }) else {
+            errors.push(ConfigError::new(
+                Origin::at(&origin, fk.references.referenced),
+                format!(
+                    "foreign key references `{}`, which is not a port (write domain.product.port)",
+                    fk.references.value
+                ),
+            ));
+            continue;
+        };
+        if fk.columns.len() != fk.referenced_columns.len() || fk.columns.is_empty() {
+            errors.push(ConfigError::new(
+                Origin::at(&origin, fk.references.referenced),
+                "foreign key: `columns` and `referenced_columns` must be non-empty and of equal length",
+            ));
+            continue;
+        }
+        let fk_model = ForeignKey {
+            columns: fk.columns.clone(),
+            references: (
+                DomainName::new_unchecked(target[0]),
+                ProductName::new_unchecked(target[1]),
+                target_port.name.clone(),
+            ),
+            referenced_columns: fk.referenced_columns.clone(),
+        };
+        if let Some(p) = domains
+            .get_mut(&domain)
+            .and_then(|d| d.products.get_mut(&product))
+            .and_then(|pr| pr.ports.iter_mut().find(|p| p.name == port))
+        {
+            p.foreign_keys.push(fk_model);
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Mesh { name: mesh_name, description, root, sources, domains })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+type PendingFk = (PathBuf, DomainName, ProductName, PortName, crate::doc::ForeignKeyDoc);
+
+fn build_product(
+    file: &Path,
+    doc: ProductDoc,
+    sources: &BTreeMap<SourceName, Source>,
+    errors: &mut Vec<ConfigError>,
+    pending_fks: &mut Vec<PendingFk>,
+) -> Option<Product> {
+    let before = errors.len();
+    let at = |loc| Origin::at(file, loc);
+    let domain = checked_name(file, &doc.domain, "domain name", errors).map(DomainName::new_unchecked);
+    if doc.domain.value == RESERVED_CATALOG {
+        errors.push(ConfigError::new(
+            at(doc.domain.referenced),
+            "the domain name `mesh` is reserved for the gateway's own catalog; choose another",
+        ));
+    }
+    let name = checked_name(file, &doc.name, "product name", errors).map(ProductName::new_unchecked);
+    if doc.ports.is_empty() {
+        errors.push(ConfigError::new(at(doc.name.referenced), "a product needs at least one port"));
+    }
+    let mut ports = Vec::new();
+    let mut seen = HashSet::new();
+    for p in doc.ports {
+        let Some(port) = build_port(file, p, sources, errors, pending_fks, &domain, &name) else {
+            continue;
+        };
+        if !seen.insert(port.name.clone()) {
+            errors.push(ConfigError::new(
+                port.origin.clone(),
+                format!("duplicate port name `{}` in this product", port.name),
+            ));
+            continue;
+        }
+        ports.push(port);
+    }
+    if errors.len() != before {
+        return None;
+    }
+    Some(Product {
+        domain: domain?,
+        name: name?,
+        description: doc.description,
+        owner: doc.owner,
+        tags: doc.tags,
+        status: doc.status,
+        ports,
+        file: file.to_path_buf(),
+    })
+}
+
+fn build_port(
+    file: &Path,
+    p: PortDoc,
+    sources: &BTreeMap<SourceName, Source>,
+    errors: &mut Vec<ConfigError>,
+    pending_fks: &mut Vec<PendingFk>,
+    domain: &Option<DomainName>,
+    product: &Option<ProductName>,
+) -> Option<Port> {
+    let origin = Origin::at(file, p.name.referenced);
+    let before = errors.len();
+    let name = checked_name(file, &p.name, "port name", errors).map(PortName::new_unchecked);
+    if !sources.contains_key(p.source.value.as_str()) {
+        let known: Vec<&str> = sources.keys().map(SourceName::as_str).collect();
+        errors.push(ConfigError::new(
+            Origin::at(file, p.source.referenced),
+            format!(
+                "port `{}` names source `{}`, which is not declared in mesh.yaml (declared: {})",
+                p.name.value,
+                p.source.value,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        ));
+    }
+    let mut columns = None;
+    if let Some(cols) = p.columns {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        if cols.is_empty() {
+            errors.push(ConfigError::new(origin.clone(), "`columns` must list at least one column"));
+        }
+        for c in cols {
+            if c.name.value.is_empty() {
+                errors.push(ConfigError::new(Origin::at(file, c.name.referenced), "empty column name"));
+                continue;
+            }
+            if !seen.insert(c.name.value.clone()) {
+                errors.push(ConfigError::new(
+                    Origin::at(file, c.name.referenced),
+                    format!("duplicate column `{}` in the contract of port `{}`", c.name.value, p.name.value),
+                ));
+            }
+            match c.data_type.value.parse::<ColumnType>() {
+                Ok(data_type) => out.push(Column {
+                    name: c.name.value,
+                    data_type,
+                    required: c.required,
+                    description: c.description,
+                    classification: c.classification,
+                }),
+                Err(e) => errors.push(ConfigError::new(Origin::at(file, c.data_type.referenced), e)),
+            }
+        }
+        for k in &p.primary_key {
+            if !seen.contains(k) {
+                errors.push(ConfigError::new(
+                    origin.clone(),
+                    format!("primary key column `{k}` is not in the contract of port `{}`", p.name.value),
+                ));
+            }
+        }
+        columns = Some(out);
+    }
+    let options = match p.options {
+        Some(Spanned { value: v @ serde_json::Value::Object(_), .. }) => v,
+        Some(s) => {
+            errors.push(ConfigError::new(Origin::at(file, s.referenced), "port options must be a mapping"));
+            serde_json::Value::Null
+        }
+        None => serde_json::Value::Object(serde_json::Map::new()),
+    };
+    if errors.len() != before {
+        return None;
+    }
+    let name = name?;
+    if let (Some(d), Some(pr)) = (domain, product) {
+        for fk in p.foreign_keys {
+            pending_fks.push((file.to_path_buf(), d.clone(), pr.clone(), name.clone(), fk));
+        }
+    }
+    Some(Port {
+        name,
+        description: p.description,
+        source: SourceName::new_unchecked(p.source.value),
+        binding: PortBinding {
+            location: p.location,
+            format: p.format,
+            table: p.table,
+            query: p.query,
+            options,
+        },
+        columns,
+        primary_key: p.primary_key,
+        foreign_keys: Vec::new(),
+        origin,
+    })
+}
+
+fn checked_name(
+    file: &Path,
+    s: &Spanned<String>,
+    what: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    match check_identifier(&s.value) {
+        Ok(()) => Some(s.value.clone()),
+        Err(e) => {
+            errors.push(ConfigError::new(Origin::at(file, s.referenced), format!("{what}: {e}")));
+            None
+        }
+    }
+}
+
+fn parse_file<T: serde::de::DeserializeOwned>(path: &Path, errors: &mut Vec<ConfigError>) -> Option<T> {
+    let text = match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_FILE_BYTES => {
+            errors.push(ConfigError::new(
+                Origin::file(path),
+                format!("file is larger than {} MiB; is it really a mesh file?", MAX_FILE_BYTES >> 20),
+            ));
+            return None;
+        }
+        Ok(_) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(ConfigError::new(Origin::file(path), format!("cannot read file: {e}")));
+                return None;
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            errors.push(ConfigError::new(Origin::file(path), "file not found"));
+            return None;
+        }
+        Err(e) => {
+            errors.push(ConfigError::new(Origin::file(path), format!("cannot read file: {e}")));
+            return None;
+        }
+    };
+    match serde_saphyr::from_str::<T>(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let origin = match e.location() {
+                Some(loc) => Origin::at(path, loc),
+                None => Origin::file(path),
+            };
+            errors.push(ConfigError::new(origin, yaml_message(&e)));
+            None
+        }
+    }
+}
+
+/// The first line of a serde-saphyr error, without its rendered snippet or position.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let rendered = e.without_snippet().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
+    // serde-saphyr appends " at line X column Y"; the origin already says where.
+    match first.find(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first.to_string(),
+    }
+}
+
+fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<ConfigError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(ConfigError::new(Origin::file(dir), format!("cannot list directory: {e}")));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_yaml_files(&path, out, errors);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(path);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Connector traits, the registry, error classes, and an in-memory fake for tests.
+//!
+//! The gateway talks only to these traits; one crate per source kind implements them. A
+//! connector never sees the mesh model: it gets its own options (as JSON, to deserialize into
+//! its typed options struct) and, per port, a [`PortRequest`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use meshgate_connector::{memory::MemoryFactory, Registry};
+//!
+//! let mut registry = Registry::default();
+//! registry.register(Arc::new(MemoryFactory::default()));
+//! assert!(registry.get("memory").is_some());
+//! ```
+
+mod error;
+pub mod memory;
+mod registry;
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+
+pub use error::{ConnectorError, ErrorClass};
+pub use registry::Registry;
+
+/// What a factory knows about the source it builds, besides the options.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The source's name in the mesh (for messages).
+    pub name: String,
+    /// Directory relative paths in options resolve against (the directory of `mesh.yaml`).
+    pub base_dir: PathBuf,
+}
+
+/// How one port is bound to its source. Which fields a kind needs is the connector's call:
+/// `files` uses `location`/`format`, SQL sources use `table` or `query`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PortRequest {
+    /// `domain.product.port`, for messages only.
+    pub display_name: String,
+    /// A file, directory or glob below the source url.
+    pub location: Option<String>,
+    /// File format name.
+    pub format: Option<String>,
+    /// `[schema.]table`.
+    pub table: Option<String>,
+    /// A read-only query.
+    pub query: Option<String>,
+    /// Per-port options (a JSON object), deserialized by the connector.
+    pub options: serde_json::Value,
+}
+
+/// Builds connectors of one source kind. Registered once in the gateway's registry.
+#[async_trait]
+pub trait ConnectorFactory: Send + Sync + Debug {
+    /// The `kind` value in `mesh.yaml` this factory serves, e.g. `"files"`.
+    fn kind(&self) -> &'static str;
+
+    /// Checks source options and port bindings without connecting anywhere (local files may
+    /// be looked at). Returns every problem: `(None, msg)` for the source options,
+    /// `(Some(i), msg)` for `ports[i]`. Used by `meshgate validate` and before [`Self::create`].
+    fn check(
+        &self,
+        ctx: &SourceContext,
+        options: &serde_json::Value,
+        ports: &[PortRequest],
+    ) -> Vec<(Option<usize>, String)>;
+
+    /// Builds the connector for one source. Must not fail because the source is unreachable:
+    /// connection problems surface when a port is opened or scanned, so that a source that
+    /// is down at start-up does not stop the gateway.
+    async fn create(
+        &self,
+        ctx: SourceContext,
+        options: serde_json::Value,
+    ) -> Result<Arc<dyn Connector>, ConnectorError>;
+}
+
+/// One configured source: opens its ports as DataFusion tables.
+#[async_trait]
+pub trait Connector: Send + Sync + Debug {
+    /// Opens `port` as a table. The returned provider's schema is the source's schema of the
+    /// port (before any contract); its `scan` must honour `projection` and may push `filters`
+    /// and `limit` as it declares in `supports_filters_pushdown`. Errors carry an
+    /// [`ErrorClass`]: `NotFound` for a missing table or file, `Unavailable` when the source
+    /// cannot be reached.
+    async fn open_port(
+        &self,
+        session: &dyn Session,
+        port: &PortRequest,
+    ) -> Result<Arc<dyn TableProvider>, ConnectorError>;
+}

@@ -1,0 +1,183 @@
+//! The `meshgate` command line: serve, validate, demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use meshgate::connectors::{default_registry, load_and_check};
+use meshgate::error::GatewayError;
+use meshgate::server::{bind, serve, service_for_dir, GatewayOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "meshgate", version, about = "A federated Arrow Flight SQL gateway for the data mesh")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address of the Flight SQL endpoint.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "MESHGATE_FLIGHT_ADDR")]
+    flight_addr: SocketAddr,
+    /// Memory all running queries may use together, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    memory_limit_mb: usize,
+    /// Partitions per query (default: number of cores).
+    #[arg(long)]
+    target_partitions: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve a mesh directory over Flight SQL.
+    Serve {
+        /// The mesh directory (holding mesh.yaml and domains/).
+        #[arg(long, env = "MESHGATE_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Check a mesh directory; exit 0 when valid, 1 when not, listing every error.
+    Validate {
+        /// The mesh directory.
+        dir: PathBuf,
+    },
+    /// Generate (first time) and serve the TPC-H demo mesh of three domains.
+    Demo {
+        /// Where the demo mesh and its data live.
+        #[arg(long, default_value = "meshgate-demo")]
+        data_dir: PathBuf,
+        /// TPC-H scale factor (0.1 is about 100 MB of data).
+        #[arg(long, default_value_t = 0.1)]
+        scale: f64,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn options(args: &ServeArgs) -> GatewayOptions {
+    let mut o = GatewayOptions { memory_limit: args.memory_limit_mb << 20, ..Default::default() };
+    if let Some(n) = args.target_partitions {
+        o.target_partitions = n.max(1);
+    }
+    o
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// The runtime that executes queries, apart from the one serving gRPC, so a heavy query
+/// cannot starve keepalives and other clients' calls. Large stacks for deep expressions.
+fn exec_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("meshgate-exec")
+        .thread_stack_size(16 << 20)
+        .enable_all()
+        .build()
+}
+
+async fn run_server(dir: PathBuf, args: &ServeArgs, banner: Option<fn(&SocketAddr) -> String>) -> Result<(), GatewayError> {
+    let exec = exec_runtime().map_err(|e| GatewayError::Unavailable(format!("cannot start the execution runtime: {e}")))?;
+    let opts = options(args);
+    let service = service_for_dir(&dir, &default_registry(), &opts, exec.handle().clone()).await?;
+    let (listener, addr) = bind(args.flight_addr).await?;
+    tracing::info!(%addr, mesh = %dir.display(), "meshgate is serving Flight SQL");
+    if let Some(b) = banner {
+        println!("{}", b(&addr));
+    }
+    let result = serve(listener, service, shutdown_signal()).await;
+    exec.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Validate { dir } => {
+            return match load_and_check(&dir, &default_registry()) {
+                Ok(mesh) => {
+                    let ports = mesh.ports().count();
+                    println!(
+                        "{}: valid ({} sources, {} domains, {ports} ports)",
+                        dir.display(),
+                        mesh.sources.len(),
+                        mesh.domains.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprint!("{errors}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Serve { config, serve } => runtime.block_on(run_server(config, &serve, None)),
+        Command::Demo { data_dir, scale, serve } => {
+            use std::io::IsTerminal;
+            let progress = std::io::stderr().is_terminal();
+            if let Err(e) = meshgate::demo::ensure_demo(&data_dir, scale, progress) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            runtime.block_on(run_server(data_dir, &serve, Some(meshgate::demo::connect_help)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

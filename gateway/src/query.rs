@@ -1,0 +1,404 @@
+//! Planning and running SQL against the mesh: read-only, budgeted, on big-stack threads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatchOptions;
+use datafusion::common::{ParamValues, ScalarValue, TableReference};
+use datafusion::execution::context::SessionState;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Expr as SqlExpr, Statement, Value};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+use datafusion::execution::context::SQLOptions;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use crate::catalog::MeshCatalog;
+use crate::error::GatewayError;
+use crate::limits::SqlLimits;
+
+/// A planned query, ready to execute.
+#[derive(Debug)]
+pub struct PlannedQuery {
+    /// The physical plan.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// The schema clients receive (view types replaced, see [`wire_schema`]).
+    pub wire_schema: SchemaRef,
+    /// The task context to execute it with.
+    pub task_ctx: Arc<TaskContext>,
+}
+
+/// What a prepared statement looks like before execution.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Result schema, as it will be streamed.
+    pub dataset_schema: SchemaRef,
+    /// One field per parameter, `$1`, `$2`, ... in order.
+    pub parameter_schema: SchemaRef,
+}
+
+/// Plans and runs statements against one mesh catalog.
+#[derive(Debug)]
+pub struct QueryEngine {
+    catalog: Arc<MeshCatalog>,
+    template: SessionState,
+    limits: SqlLimits,
+    planners: Arc<Semaphore>,
+}
+
+/// The session settings every query runs with.
+pub fn session_config(target_partitions: usize) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_information_schema(false)
+        .with_create_default_catalog_and_schema(false)
+        // Unqualified names resolve here and fail with a hint to write domain.product.port.
+        .with_default_catalog_and_schema("mesh", "catalog")
+        .with_target_partitions(target_partitions.max(1));
+    config.options_mut().sql_parser.parse_float_as_decimal = false;
+    config
+}
+
+/// A session state with DataFusion's functions but without table functions (`range`,
+/// `generate_series` produce unbounded rows), table factories or URL tables.
+pub fn build_session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>, catalog: &MeshCatalog) -> SessionState {
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_table_functions(HashMap::new())
+        .with_table_factories(HashMap::new())
+        .with_catalog_list(catalog.catalog_list())
+        .build()
+}
+
+fn sql_options() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+impl QueryEngine {
+    /// An engine over `catalog`.
+    pub fn new(catalog: Arc<MeshCatalog>, runtime: Arc<RuntimeEnv>, target_partitions: usize, limits: SqlLimits) -> Self {
+        let template = build_session_state(session_config(target_partitions), runtime, &catalog);
+        Self { catalog, template, limits, planners: Arc::new(Semaphore::new(16)) }
+    }
+
+    /// The catalog served.
+    pub fn catalog(&self) -> &Arc<MeshCatalog> {
+        &self.catalog
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &SqlLimits {
+        &self.limits
+    }
+
+    /// A fresh session state for one request.
+    pub fn session(&self) -> SessionState {
+        self.template.clone()
+    }
+
+    /// Runs `f` on a thread with a large stack, so that deep plans cannot overflow the
+    /// stack of a runtime worker; the budgets keep the work itself bounded.
+    async fn on_planner<T, F>(&self, f: F) -> Result<T, GatewayError>
+    where
+        T: Send + 'static,
+        F: FnOnce(tokio::runtime::Handle) -> Result<T, GatewayError> + Send + 'static,
+    {
+        let _permit = self.planners.acquire().await.map_err(|_| GatewayError::Unavailable("shutting down".into()))?;
+        let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("meshgate-plan".into())
+            .stack_size(self.limits.planning_stack_bytes)
+            .spawn(move || {
+                let _ = tx.send(f(handle));
+            })
+            .map_err(|e| GatewayError::ResourceExhausted(format!("cannot start a planning thread: {e}")))?;
+        rx.await.map_err(|_| GatewayError::internal("a planning thread ended without an answer"))?
+    }
+
+    /// Parses, checks and plans `sql` to a logical plan (parameters unbound).
+    async fn logical_plan(&self, sql: &str) -> Result<(SessionState, LogicalPlan), GatewayError> {
+        self.limits.check_text(sql)?;
+        let sql = sql.to_string();
+        let limits = self.limits.clone();
+        let state = self.session();
+        let catalog = Arc::clone(&self.catalog);
+        self.on_planner(move |handle| {
+            let statement = parse_one(&sql, &limits)?;
+            check_tables(&state, &catalog, &statement)?;
+            let plan = handle.block_on(state.statement_to_plan(statement))?;
+            sql_options().verify_plan(&plan).map_err(|e| GatewayError::Rejected(format!(
+                "{e}; meshgate serves read-only queries (SELECT, WITH, VALUES, EXPLAIN)"
+            )))?;
+            Ok((state, plan))
+        })
+        .await
+    }
+
+    /// Describes a statement for CreatePreparedStatement.
+    pub async fn describe(&self, sql: &str) -> Result<Described, GatewayError> {
+        let (_, plan) = self.logical_plan(sql).await?;
+        let mut params: Vec<(String, Option<DataType>)> = plan.get_parameter_types()?.into_iter().collect();
+        params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+        let parameter_schema = Arc::new(Schema::new(
+            params
+                .into_iter()
+                .map(|(name, t)| Field::new(name, t.unwrap_or(DataType::Null), true))
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Described { dataset_schema: wire_schema(plan.schema().as_arrow()), parameter_schema })
+    }
+
+    /// Plans `sql` with `params` bound (positional) down to a physical plan.
+    pub async fn plan(&self, sql: &str, params: Vec<ScalarValue>) -> Result<PlannedQuery, GatewayError> {
+        let (state, plan) = self.logical_plan(sql).await?;
+        self.on_planner(move |handle| {
+            let plan = bind_params(plan, params)?;
+            let wire = wire_schema(plan.schema().as_arrow());
+            let physical = handle.block_on(state.create_physical_plan(&plan))?;
+            Ok(PlannedQuery { plan: physical, wire_schema: wire, task_ctx: state.task_ctx() })
+        })
+        .await
+    }
+}
+
+/// Executes a planned query; batches are converted to the wire schema.
+pub fn execute(planned: PlannedQuery) -> Result<SendableRecordBatchStream, GatewayError> {
+    let wire = Arc::clone(&planned.wire_schema);
+    let stream = execute_stream(planned.plan, planned.task_ctx)?;
+    let schema = Arc::clone(&wire);
+    let converted = stream.map(move |b| {
+        let b = b?;
+        to_wire(&b, &schema).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    });
+    Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(wire, converted)))
+}
+
+fn parse_one(sql: &str, limits: &SqlLimits) -> Result<DFStatement, GatewayError> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| GatewayError::InvalidSql(format!("SQL error: {e}")))?;
+    if tokens.len() > limits.max_tokens {
+        return Err(GatewayError::TooComplex(format!(
+            "the statement has {} tokens; the limit is {}",
+            tokens.len(),
+            limits.max_tokens
+        )));
+    }
+    let mut parser = DFParserBuilder::new(tokens)
+        .with_dialect(&dialect)
+        .with_recursion_limit(limits.parser_recursion_limit)
+        .build()?;
+    let mut statements = parser.parse_statements().map_err(|e| match e {
+        datafusion::error::DataFusionError::SQL(inner, _) => GatewayError::InvalidSql(format!("SQL error: {inner}")),
+        other => GatewayError::from(other),
+    })?;
+    if statements.len() != 1 {
+        return Err(GatewayError::Rejected(format!(
+            "send exactly one statement per request (got {})",
+            statements.len()
+        )));
+    }
+    let mut statement = statements.pop_front().ok_or_else(|| GatewayError::InvalidSql("empty statement".into()))?;
+    let inner: &mut Statement = match &mut statement {
+        DFStatement::Statement(s) => s.as_mut(),
+        DFStatement::Explain(e) => match e.statement.as_mut() {
+            DFStatement::Statement(s) => s.as_mut(),
+            other => return Err(rejected(other)),
+        },
+        other => return Err(rejected(other)),
+    };
+    let allowed = match inner {
+        Statement::Query(_) => true,
+        Statement::Explain { statement, .. } => matches!(statement.as_ref(), Statement::Query(_)),
+        _ => false,
+    };
+    if !allowed {
+        return Err(GatewayError::Rejected(format!(
+            "`{}` statements are not allowed: meshgate serves read-only queries (SELECT, WITH, VALUES, EXPLAIN)",
+            statement_kind(inner)
+        )));
+    }
+    limits.check_statement(inner)?;
+    number_question_marks(inner);
+    Ok(statement)
+}
+
+fn rejected(s: &DFStatement) -> GatewayError {
+    let kind = match s {
+        DFStatement::CreateExternalTable(_) => "CREATE EXTERNAL TABLE",
+        DFStatement::CopyTo(_) => "COPY",
+        DFStatement::Reset(_) => "RESET",
+        DFStatement::Explain(_) => "EXPLAIN",
+        DFStatement::Statement(_) => "this",
+    };
+    GatewayError::Rejected(format!(
+        "`{kind}` statements are not allowed: meshgate serves read-only queries (SELECT, WITH, VALUES, EXPLAIN)"
+    ))
+}
+
+fn statement_kind(s: &Statement) -> String {
+    let text = s.to_string();
+    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ").to_uppercase()
+}
+
+/// Turns `?` placeholders into `$1, $2, ...` in text order, so both styles work.
+fn number_question_marks(stmt: &mut Statement) {
+    let mut n = 0;
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let SqlExpr::Value(v) = e {
+            if let Value::Placeholder(p) = &mut v.value {
+                if p == "?" {
+                    n += 1;
+                    *p = format!("${n}");
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Fails with `NotFound` naming the closest ports when a statement reads a table that is
+/// not served.
+fn check_tables(state: &SessionState, catalog: &MeshCatalog, stmt: &DFStatement) -> Result<(), GatewayError> {
+    for r in state.resolve_table_references(stmt)? {
+        let full = r.clone().resolve("mesh", "catalog");
+        let key = (full.catalog.to_string(), full.schema.to_string(), full.table.to_string());
+        if catalog.ports.contains_key(&key) {
+            continue;
+        }
+        if let Some(e) = catalog.failed.get(&key) {
+            return Err(GatewayError::Unavailable(format!("port {}.{}.{} is not available: {e}", key.0, key.1, key.2)));
+        }
+        return Err(GatewayError::NotFound(unknown_table_message(&r, &catalog.all_port_names())));
+    }
+    Ok(())
+}
+
+/// "table x does not exist; did you mean ...".
+pub fn unknown_table_message(r: &TableReference, ports: &[String]) -> String {
+    let written = r.to_string();
+    let table = r.table();
+    let mut scored: Vec<(f64, &String)> = ports
+        .iter()
+        .map(|p| {
+            let last = p.rsplit('.').next().unwrap_or(p);
+            let s = strsim::jaro_winkler(&written, p).max(strsim::jaro_winkler(table, last));
+            (s, p)
+        })
+        .filter(|(s, _)| *s > 0.75)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut msg = format!("table `{written}` does not exist");
+    if !scored.is_empty() {
+        let names: Vec<&str> = scored.iter().take(3).map(|(_, p)| p.as_str()).collect();
+        msg.push_str(&format!("; did you mean {}?", names.join(", ")));
+    }
+    msg.push_str(" Ports are named domain.product.port");
+    if r.schema().is_none() {
+        msg.push_str(" (write all three parts)");
+    }
+    msg
+}
+
+fn bind_params(plan: LogicalPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan, GatewayError> {
+    let expected = plan.get_parameter_types()?;
+    if expected.is_empty() && params.is_empty() {
+        return Ok(plan);
+    }
+    if expected.len() != params.len() {
+        return Err(GatewayError::BadRequest(format!(
+            "the statement has {} parameter(s) but {} value(s) were bound",
+            expected.len(),
+            params.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(params.len());
+    for (i, v) in params.into_iter().enumerate() {
+        let name = format!("${}", i + 1);
+        let v = match expected.get(&name) {
+            Some(Some(t)) if &v.data_type() != t && !v.is_null() => v.cast_to(t).map_err(|e| {
+                GatewayError::BadRequest(format!("parameter {name}: cannot use a {} value as {t}: {e}", v.data_type()))
+            })?,
+            Some(Some(t)) if v.is_null() => ScalarValue::try_from(t).unwrap_or(v),
+            _ => v,
+        };
+        values.push(v);
+    }
+    Ok(plan.with_param_values(ParamValues::from(values))?)
+}
+
+/// Extracts one row of positional parameter values from a DoPut batch. Columns may be named
+/// anything (`"0"`, `$1`, `param_0`); dense unions (flightsql-dbapi) are unwrapped.
+pub fn params_from_batch(batch: &RecordBatch) -> Result<Vec<ScalarValue>, GatewayError> {
+    if batch.num_rows() != 1 {
+        return Err(GatewayError::BadRequest(format!(
+            "bind exactly one row of parameters per execution (got {} rows)",
+            batch.num_rows()
+        )));
+    }
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let v = ScalarValue::try_from_array(c.as_ref(), 0)?;
+            Ok(match v {
+                ScalarValue::Union(Some((_, inner)), _, _) => *inner,
+                ScalarValue::Union(None, _, _) => ScalarValue::Null,
+                other => other,
+            })
+        })
+        .collect()
+}
+
+/// The type a client receives for an internal type: view types become their plain forms,
+/// dictionaries are unpacked.
+pub fn wire_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::Dictionary(_, v) => wire_type(v),
+        DataType::List(f) => DataType::List(wire_field(f)),
+        DataType::LargeList(f) => DataType::LargeList(wire_field(f)),
+        DataType::ListView(f) => DataType::List(wire_field(f)),
+        DataType::LargeListView(f) => DataType::LargeList(wire_field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(wire_field(f), *n),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|f| wire_field(f)).collect::<Fields>()),
+        DataType::Map(f, sorted) => DataType::Map(wire_field(f), *sorted),
+        other => other.clone(),
+    }
+}
+
+fn wire_field(f: &FieldRef) -> FieldRef {
+    Arc::new(f.as_ref().clone().with_data_type(wire_type(f.data_type())))
+}
+
+/// The schema clients receive for a plan schema: same names, nullability and metadata,
+/// wire types.
+pub fn wire_schema(s: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(s.fields().iter().map(wire_field).collect::<Fields>()))
+}
+
+/// Converts a batch to the wire schema.
+pub fn to_wire(b: &RecordBatch, wire: &SchemaRef) -> Result<RecordBatch, GatewayError> {
+    let cols: Vec<ArrayRef> = b
+        .columns()
+        .iter()
+        .zip(wire.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { cast(c, f.data_type()) })
+        .collect::<Result<_, _>>()?;
+    let opts = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(wire), cols, &opts).map_err(GatewayError::internal)
+}

@@ -1,0 +1,110 @@
+//! Building and running the gateway: mesh → catalog → engine → Flight SQL over gRPC.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use meshgate_config::Mesh;
+use meshgate_connector::Registry;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::catalog::MeshCatalog;
+use crate::connectors::load_and_check;
+use crate::error::GatewayError;
+use crate::flight::{FlightSettings, MeshFlightSqlService};
+use crate::limits::SqlLimits;
+use crate::query::{session_config, QueryEngine};
+
+/// How the gateway runs.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Partitions per query (defaults to the number of cores).
+    pub target_partitions: usize,
+    /// Memory all queries together may use, in bytes.
+    pub memory_limit: usize,
+    /// SQL budgets.
+    pub limits: SqlLimits,
+    /// Flight settings.
+    pub flight: FlightSettings,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            memory_limit: 4 << 30,
+            limits: SqlLimits::default(),
+            flight: FlightSettings::default(),
+        }
+    }
+}
+
+/// The DataFusion runtime shared by every query: a bounded memory pool and spill files.
+pub fn runtime_env(opts: &GatewayOptions) -> Result<Arc<RuntimeEnv>, GatewayError> {
+    Ok(RuntimeEnvBuilder::new().with_memory_limit(opts.memory_limit, 1.0).build_arc()?)
+}
+
+/// Opens every port of `mesh` and builds a query engine over them.
+pub async fn build_engine(mesh: Mesh, registry: &Registry, opts: &GatewayOptions) -> Result<Arc<QueryEngine>, GatewayError> {
+    let runtime = runtime_env(opts)?;
+    let mesh = Arc::new(mesh);
+    // Ports are opened (schemas inferred) with a plain session over the same runtime.
+    let probe = datafusion::execution::session_state::SessionStateBuilder::new()
+        .with_config(session_config(opts.target_partitions))
+        .with_runtime_env(Arc::clone(&runtime))
+        .build();
+    let catalog = Arc::new(MeshCatalog::build(mesh, registry, &probe).await?);
+    tracing::info!(
+        ports = catalog.ports.len(),
+        unavailable = catalog.failed.len(),
+        "mesh loaded"
+    );
+    Ok(Arc::new(QueryEngine::new(catalog, runtime, opts.target_partitions, opts.limits.clone())))
+}
+
+/// Loads and checks the mesh directory, then builds the Flight SQL service over it.
+pub async fn service_for_dir(
+    dir: &Path,
+    registry: &Registry,
+    opts: &GatewayOptions,
+    exec: tokio::runtime::Handle,
+) -> Result<MeshFlightSqlService, GatewayError> {
+    let mesh = load_and_check(dir, registry).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let engine = build_engine(mesh, registry, opts).await?;
+    Ok(MeshFlightSqlService::new(engine, opts.flight.clone(), exec))
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves; running streams are given a
+/// moment to finish.
+pub async fn serve(
+    listener: TcpListener,
+    service: MeshFlightSqlService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    let svc = FlightServiceServer::new(service)
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(Some(256))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| GatewayError::Unavailable(format!("the Flight SQL server stopped: {e}")))
+}
+
+/// Binds `addr` (port 0 picks a free port) and returns the listener with its real address.
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|e| GatewayError::Unavailable(format!("cannot listen on {addr}: {e}")))?;
+    let local = l.local_addr().map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+    Ok((l, local))
+}

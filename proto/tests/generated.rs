@@ -1,0 +1,25 @@
+//! Keeps `src/gen/` equal to what prost-build generates from `proto/`.
+
+use std::path::Path;
+
+#[test]
+fn generated_code_is_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fds = protox::compile([root.join("proto/meshgate/v1/tickets.proto")], [root.join("proto")])
+        .expect("the .proto files compile");
+    let out = tempfile::tempdir().expect("temp dir");
+    prost_build::Config::new()
+        .out_dir(out.path())
+        .compile_fds(fds)
+        .expect("prost-build generates code");
+    let fresh = std::fs::read_to_string(out.path().join("meshgate.v1.rs")).expect("generated file");
+    let checked_in_path = root.join("src/gen/meshgate.v1.rs");
+    if std::env::var_os("MESHGATE_REGEN").is_some() {
+        std::fs::write(&checked_in_path, &fresh).expect("write generated code");
+    }
+    let checked_in = std::fs::read_to_string(&checked_in_path).unwrap_or_default();
+    assert!(
+        checked_in == fresh,
+        "proto/src/gen is out of date: run `MESHGATE_REGEN=1 cargo test -p meshgate-proto`"
+    );
+}
