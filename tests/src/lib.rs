@@ -1,1 +1,215 @@
+//! Test harness: an in-process gateway bound to port 0, a Flight SQL client, the demo mesh at
+//! a small scale, and a reference DataFusion context over the same TPC-H data.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::FlightInfo;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use meshgate::connectors::default_registry;
+use meshgate::server::{bind, serve, service_for_dir, GatewayOptions};
+use tonic::transport::Channel;
+
+/// Scale of the TPC-H data the tests use.
+pub const TEST_SCALE: f64 = 0.01;
+
+/// `{name}` placeholders in tests/tpch/*.sql and the ports they stand for.
+pub const TPCH_PORTS: &[(&str, &str)] = &[
+    ("lineitem", "sales.orders.lineitem"),
+    ("orders", "sales.orders.orders"),
+    ("customer", "customers.crm.customer"),
+    ("nation", "customers.crm.nation"),
+    ("region", "customers.crm.region"),
+    ("part", "supply.catalog.part"),
+    ("supplier", "supply.catalog.supplier"),
+    ("partsupp", "supply.catalog.partsupp"),
+];
+
+/// The TPC-H query `name` (e.g. `q05`) with mesh table names.
+pub fn tpch_query(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch").join(format!("{name}.sql"));
+    let mut sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (placeholder, port) in TPCH_PORTS {
+        sql = sql.replace(&format!("{{{placeholder}}}"), port);
+    }
+    sql
+}
+
+/// Names of the TPC-H queries in tests/tpch.
+pub fn tpch_query_names() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("tests/tpch")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".sql")).map(String::from))
+        .collect();
+    names.sort();
+    names
+}
+
+static DEMO: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+/// The demo mesh with its data, generated once per test process.
+pub fn demo_dir() -> PathBuf {
+    DEMO.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        meshgate::demo::ensure_demo(dir.path(), TEST_SCALE, false).expect("demo data");
+        dir
+    })
+    .path()
+    .to_path_buf()
+}
+
+/// A gateway serving a mesh directory on 127.0.0.1, port chosen by the OS.
+#[derive(Debug)]
+pub struct TestGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway over `dir` with default options.
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, GatewayOptions::default()).await
+    }
+
+    /// Starts a gateway over `dir` with `opts`.
+    pub async fn start_with(dir: &Path, opts: GatewayOptions) -> Self {
+        let service = service_for_dir(dir, &default_registry(), &opts, tokio::runtime::Handle::current())
+            .await
+            .expect("gateway starts");
+        let (listener, addr) = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = serve(listener, service, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Self { addr, shutdown: Some(tx) }
+    }
+
+    /// A Flight SQL client that did a handshake.
+    pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut c = FlightSqlServiceClient::new(channel);
+        c.handshake("tester", "secret").await.expect("handshake");
+        c
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Fetches every endpoint of `info`.
+pub async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let mut out = Vec::new();
+    for ep in info.endpoint {
+        let ticket = ep.ticket.ok_or_else(|| tonic::Status::internal("endpoint without ticket"))?;
+        let stream = client.do_get(ticket).await.map_err(to_status)?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(to_status)?;
+        out.extend(batches);
+    }
+    Ok(out)
+}
+
+/// Runs `sql` as a statement and fetches the result.
+pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let info = client.execute(sql.to_string(), None).await.map_err(to_status)?;
+    fetch(client, info).await
+}
+
+/// The gRPC status inside a client error.
+pub fn to_status(e: arrow_flight::error::FlightError) -> tonic::Status {
+    match e {
+        arrow_flight::error::FlightError::Tonic(s) => *s,
+        other => tonic::Status::unknown(other.to_string()),
+    }
+}
+
+/// Rows of `batches` as sorted text lines, for order-insensitive comparison.
+pub fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let text = pretty_format_batches(batches).expect("format").to_string();
+    let mut lines: Vec<String> = text.lines().skip(3).filter(|l| !l.starts_with('+')).map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+/// Number of rows.
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn mem_table(batches: Vec<RecordBatch>) -> Arc<MemTable> {
+    let schema: Arc<Schema> = batches[0].schema();
+    Arc::new(MemTable::try_new(schema, vec![batches]).expect("mem table"))
+}
+
+/// A DataFusion context holding the TPC-H data as generated (before it was written to
+/// Parquet, SQLite and CSV), under the same three-part names as the demo mesh.
+pub fn reference_context() -> SessionContext {
+    use tpchgen::generators::*;
+    use tpchgen_arrow::*;
+    fn all<I: Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>>(it: I) -> Vec<RecordBatch> {
+        it.collect::<Result<_, _>>().expect("generate")
+    }
+    let s = TEST_SCALE;
+    let ctx = SessionContext::new();
+    let add = |catalog: &str, schema: &str, tables: Vec<(&str, Vec<RecordBatch>)>| {
+        let cat = ctx.catalog(catalog).unwrap_or_else(|| {
+            let c: Arc<dyn CatalogProvider> = Arc::new(MemoryCatalogProvider::new());
+            ctx.register_catalog(catalog, Arc::clone(&c));
+            c
+        });
+        let sch = Arc::new(MemorySchemaProvider::new());
+        for (name, batches) in tables {
+            sch.register_table(name.to_string(), mem_table(batches)).expect("register");
+        }
+        cat.register_schema(schema, sch).expect("schema");
+    };
+    add(
+        "sales",
+        "orders",
+        vec![
+            ("orders", all(OrderArrow::new(OrderGenerator::new(s, 1, 1)))),
+            ("lineitem", all(LineItemArrow::new(LineItemGenerator::new(s, 1, 1)))),
+        ],
+    );
+    add(
+        "customers",
+        "crm",
+        vec![
+            ("customer", all(CustomerArrow::new(CustomerGenerator::new(s, 1, 1)))),
+            ("nation", all(NationArrow::new(NationGenerator::new(s, 1, 1)))),
+            ("region", all(RegionArrow::new(RegionGenerator::new(s, 1, 1)))),
+        ],
+    );
+    add(
+        "supply",
+        "catalog",
+        vec![
+            ("part", all(PartArrow::new(PartGenerator::new(s, 1, 1)))),
+            ("supplier", all(SupplierArrow::new(SupplierGenerator::new(s, 1, 1)))),
+            ("partsupp", all(PartSuppArrow::new(PartSuppGenerator::new(s, 1, 1)))),
+        ],
+    );
+    ctx
+}

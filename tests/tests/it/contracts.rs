@@ -1,0 +1,114 @@
+//! Port contracts: exact names, order, types and nullability; hidden extra columns; NULLs in
+//! required columns; a port whose source does not match its contract.
+
+use std::path::Path;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use meshgate_tests::{query, row_count, TestGateway};
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+fn contract_mesh() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    write(d, "data/events.csv", "id,when,amount,secret,label\n1,2024-01-02 03:04:05,12.5,s1,a\n2,2024-02-03 04:05:06,7,s2,\n");
+    write(d, "data/nulls.csv", "id,name\n1,x\n2,\n");
+    write(
+        d,
+        "mesh.yaml",
+        "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n  - { name: lake, kind: files, options: { url: data } }\n",
+    );
+    write(
+        d,
+        "domains/ops/events.yaml",
+        r#"apiVersion: meshgate/v1
+kind: DataProduct
+domain: ops
+name: events
+owner: { team: ops }
+ports:
+  - name: events
+    source: lake
+    location: events.csv
+    format: csv
+    columns:
+      - { name: label, type: string, description: A label. }
+      - { name: id, type: int, required: true }
+      - { name: amount, type: "decimal(10,2)", required: true }
+      - { name: when, type: timestamp }
+  - name: raw
+    source: lake
+    location: events.csv
+    format: csv
+  - name: strict
+    source: lake
+    location: nulls.csv
+    format: csv
+    columns:
+      - { name: id, type: bigint, required: true }
+      - { name: name, type: string, required: true }
+  - name: broken
+    source: lake
+    location: events.csv
+    format: csv
+    columns:
+      - { name: id, type: bigint }
+      - { name: missing_column, type: string }
+"#,
+    );
+    dir
+}
+
+#[tokio::test]
+async fn results_follow_the_contract_exactly() {
+    let dir = contract_mesh();
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    let b = query(&mut c, "SELECT * FROM ops.events.events ORDER BY id").await.expect("query");
+    let schema = b[0].schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["label", "id", "amount", "when"], "contract order, extra columns hidden");
+    assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
+    assert!(schema.field(0).is_nullable());
+    assert_eq!(schema.field(1).data_type(), &DataType::Int32);
+    assert!(!schema.field(1).is_nullable());
+    assert_eq!(schema.field(2).data_type(), &DataType::Decimal128(10, 2));
+    assert_eq!(schema.field(3).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
+    assert_eq!(row_count(&b), 2);
+    let e = query(&mut c, "SELECT secret FROM ops.events.events").await.expect_err("hidden column");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // Without a contract the source schema is served as is.
+    let raw = query(&mut c, "SELECT secret FROM ops.events.raw").await.expect("raw");
+    assert_eq!(row_count(&raw), 2);
+    // Filters on cast columns are evaluated on the contract's values.
+    let f = query(&mut c, "SELECT id FROM ops.events.events WHERE amount > 10").await.expect("filter");
+    assert_eq!(row_count(&f), 1);
+}
+
+#[tokio::test]
+async fn null_in_a_required_column_fails_the_query() {
+    let dir = contract_mesh();
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    let e = query(&mut c, "SELECT * FROM ops.events.strict").await.expect_err("null in required");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
+    assert!(e.message().contains("name") && e.message().contains("required"), "{}", e.message());
+    // Other columns of the same port still serve.
+    assert_eq!(row_count(&query(&mut c, "SELECT id FROM ops.events.strict").await.expect("ok")), 2);
+}
+
+#[tokio::test]
+async fn a_port_that_breaks_its_contract_is_unavailable_with_the_reason() {
+    let dir = contract_mesh();
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    let e = query(&mut c, "SELECT * FROM ops.events.broken").await.expect_err("broken");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+    assert!(e.message().contains("missing_column"), "{}", e.message());
+    // The rest of the mesh serves.
+    assert_eq!(row_count(&query(&mut c, "SELECT * FROM ops.events.raw").await.expect("ok")), 2);
+}

@@ -1,0 +1,7 @@
+//! Integration tests against an in-process gateway bound to port 0. One test binary (one
+//! link of DataFusion); one module per area.
+
+mod contracts;
+mod hardening;
+mod metadata;
+mod queries;

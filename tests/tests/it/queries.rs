@@ -1,0 +1,167 @@
+//! Queries across domains, checked against DataFusion over the data as generated; prepared
+//! statements with parameters; message sizes; errors a user can act on.
+
+use std::sync::Arc;
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use futures::StreamExt;
+use meshgate_tests::{
+    demo_dir, fetch, query, reference_context, row_count, sorted_rows, tpch_query, tpch_query_names,
+    TestGateway,
+};
+
+#[tokio::test]
+async fn tpch_queries_match_the_generated_data() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    let reference = reference_context();
+    let names = tpch_query_names();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let sql = tpch_query(&name);
+        let got = query(&mut c, &sql).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = reference.sql(&sql).await.expect("reference plans").collect().await.expect("reference runs");
+        assert_eq!(row_count(&got), row_count(&want), "{name}: row count");
+        assert!(row_count(&got) > 0, "{name} returns rows at this scale");
+        assert_eq!(sorted_rows(&got), sorted_rows(&want), "{name}: rows");
+    }
+}
+
+#[tokio::test]
+async fn flight_info_schema_equals_streamed_schema() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    let sql = "SELECT c.c_name, n.n_name, sum(o.o_totalprice) AS total, min(o.o_orderdate) AS first \
+               FROM sales.orders.orders o JOIN customers.crm.customer c ON o.o_custkey = c.c_custkey \
+               JOIN customers.crm.nation n ON c.c_nationkey = n.n_nationkey GROUP BY 1, 2";
+    let info = c.execute(sql.into(), None).await.expect("info");
+    let advertised = info.clone().try_decode_schema().expect("schema");
+    let batches = fetch(&mut c, info).await.expect("fetch");
+    assert_eq!(batches[0].schema().as_ref(), &advertised);
+    assert_eq!(advertised.field(0).data_type(), &DataType::Utf8, "no view types on the wire");
+    assert_eq!(advertised.field(2).data_type(), &DataType::Decimal128(25, 2));
+    assert_eq!(
+        advertised.field(0).metadata().get("ARROW:FLIGHT:SQL:REMARKS").map(String::as_str),
+        Some("Customer name.")
+    );
+}
+
+#[tokio::test]
+async fn full_fetch_in_messages_of_at_most_2_mib() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    let info = c.execute("SELECT * FROM sales.orders.lineitem".into(), None).await.expect("info");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("raw client");
+    let mut raw = FlightServiceClient::new(channel);
+    let mut stream = raw.do_get(ticket).await.expect("do_get").into_inner();
+    let (mut messages, mut largest) = (0, 0);
+    while let Some(m) = stream.next().await {
+        let m = m.expect("message");
+        largest = largest.max(m.data_body.len() + m.data_header.len());
+        messages += 1;
+    }
+    assert!(messages > 2);
+    assert!(largest <= 2 << 20, "largest message {largest} bytes");
+    let all = query(&mut c, "SELECT count(*) FROM sales.orders.lineitem").await.expect("count");
+    let n = all[0].column(0).as_primitive::<Int64Type>().value(0);
+    let rows = query(&mut c, "SELECT * FROM sales.orders.lineitem").await.expect("all rows");
+    assert_eq!(row_count(&rows) as i64, n);
+}
+
+#[tokio::test]
+async fn prepared_statements_with_parameters() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    for sql in [
+        "SELECT c_name FROM customers.crm.customer WHERE c_custkey = $1 AND c_nationkey = $2",
+        "SELECT c_name FROM customers.crm.customer WHERE c_custkey = ? AND c_nationkey = ?",
+    ] {
+        let mut stmt = c.prepare(sql.into(), None).await.expect("prepare");
+        assert_eq!(stmt.dataset_schema().expect("dataset").field(0).name(), "c_name");
+        let params = stmt.parameter_schema().expect("params").clone();
+        assert_eq!(params.fields().len(), 2, "{params:?}");
+        let truth = query(&mut c, "SELECT c_custkey, c_nationkey, c_name FROM customers.crm.customer ORDER BY c_custkey LIMIT 5")
+            .await
+            .expect("truth");
+        let keys = truth[0].column(0).as_primitive::<Int64Type>().clone();
+        let nations = truth[0].column(1).as_primitive::<Int64Type>().clone();
+        let names = truth[0].column(2).as_string::<i32>().clone();
+        // Many executions per handle, with new values each time.
+        for i in 0..keys.len() {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("0", DataType::Int64, false),
+                Field::new("1", DataType::Int64, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema,
+                vec![Arc::new(Int64Array::from(vec![keys.value(i)])), Arc::new(Int64Array::from(vec![nations.value(i)]))],
+            )
+            .expect("batch");
+            stmt.set_parameters(batch).expect("bind");
+            let info = stmt.execute().await.expect("execute");
+            let got = fetch(&mut c, info).await.expect("fetch");
+            assert_eq!(row_count(&got), 1);
+            assert_eq!(got[0].column(0).as_string::<i32>().value(0), names.value(i));
+        }
+        stmt.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn prepared_statement_with_string_parameter_and_no_parameters() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    let mut stmt = c.prepare("SELECT count(*) AS n FROM customers.crm.nation WHERE n_name = $1".into(), None).await.expect("prepare");
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(vec!["FRANCE"]))],
+    )
+    .expect("batch");
+    stmt.set_parameters(batch).expect("bind");
+    let got = fetch(&mut c, stmt.execute().await.expect("execute")).await.expect("fetch");
+    assert_eq!(got[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+
+    let mut stmt = c.prepare("SELECT r_name FROM customers.crm.region ORDER BY r_name".into(), None).await.expect("prepare");
+    for _ in 0..3 {
+        let got = fetch(&mut c, stmt.execute().await.expect("execute")).await.expect("fetch");
+        assert_eq!(row_count(&got), 5);
+    }
+}
+
+#[tokio::test]
+async fn unknown_tables_name_the_closest_ports() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    let e = query(&mut c, "SELECT * FROM sales.orders.lineitems").await.expect_err("unknown");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(e.message().contains("sales.orders.lineitem"), "{}", e.message());
+    let e = query(&mut c, "SELECT * FROM customer").await.expect_err("unqualified");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(e.message().contains("customers.crm.customer"), "{}", e.message());
+    let e = query(&mut c, "SELECT no_such_column FROM customers.crm.region").await.expect_err("column");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn ctes_subqueries_unions_windows_and_explain() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    let sql = "WITH r AS (SELECT r_regionkey, r_name FROM customers.crm.region) \
+               SELECT r_name, n_name, rank() OVER (PARTITION BY r_name ORDER BY n_name) AS k \
+               FROM r JOIN customers.crm.nation ON n_regionkey = r_regionkey \
+               WHERE n_nationkey IN (SELECT s_nationkey FROM supply.catalog.supplier) \
+               UNION ALL SELECT 'none', 'none', 0";
+    let got = query(&mut c, sql).await.expect("query");
+    assert!(row_count(&got) > 1);
+    let plan = query(&mut c, "EXPLAIN SELECT count(*) FROM sales.orders.orders").await.expect("explain");
+    assert!(row_count(&plan) > 0);
+    let e = query(&mut c, "SELECT 1/0").await.expect_err("division by zero");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+}
