@@ -193,17 +193,16 @@ fn build_product(
     let mut ports = Vec::new();
     let mut seen = HashSet::new();
     for p in doc.ports {
-        let Some(port) = build_port(file, p, sources, errors, pending_fks, &domain, &name) else {
-            continue;
-        };
-        if !seen.insert(port.name.clone()) {
+        if !seen.insert(p.name.value.clone()) {
             errors.push(ConfigError::new(
-                port.origin.clone(),
-                format!("duplicate port name `{}` in this product", port.name),
+                Origin::at(file, p.name.referenced),
+                format!("duplicate port name `{}` in this product", p.name.value),
             ));
             continue;
         }
-        ports.push(port);
+        if let Some(port) = build_port(file, p, sources, errors, pending_fks, &domain, &name) {
+            ports.push(port);
+        }
     }
     if errors.len() != before {
         return None;
