@@ -119,18 +119,20 @@ fn exec_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn run_server(dir: PathBuf, args: &ServeArgs, banner: Option<fn(&SocketAddr) -> String>) -> Result<(), GatewayError> {
-    let exec = exec_runtime().map_err(|e| GatewayError::Unavailable(format!("cannot start the execution runtime: {e}")))?;
+async fn run_server(
+    dir: PathBuf,
+    args: &ServeArgs,
+    banner: Option<fn(&SocketAddr) -> String>,
+    exec: tokio::runtime::Handle,
+) -> Result<(), GatewayError> {
     let opts = options(args);
-    let service = service_for_dir(&dir, &default_registry(), &opts, exec.handle().clone()).await?;
+    let service = service_for_dir(&dir, &default_registry(), &opts, exec).await?;
     let (listener, addr) = bind(args.flight_addr).await?;
     tracing::info!(%addr, mesh = %dir.display(), "meshgate is serving Flight SQL");
     if let Some(b) = banner {
         println!("{}", b(&addr));
     }
-    let result = serve(listener, service, shutdown_signal()).await;
-    exec.shutdown_timeout(std::time::Duration::from_secs(5));
-    result
+    serve(listener, service, shutdown_signal()).await
 }
 
 fn main() -> ExitCode {
@@ -140,6 +142,13 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let exec = match exec_runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the execution runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -162,7 +171,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Serve { config, serve } => runtime.block_on(run_server(config, &serve, None)),
+        Command::Serve { config, serve } => runtime.block_on(run_server(config, &serve, None, exec.handle().clone())),
         Command::Demo { data_dir, scale, serve } => {
             use std::io::IsTerminal;
             let progress = std::io::stderr().is_terminal();
@@ -170,9 +179,10 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
-            runtime.block_on(run_server(data_dir, &serve, Some(meshgate::demo::connect_help)))
+            runtime.block_on(run_server(data_dir, &serve, Some(meshgate::demo::connect_help), exec.handle().clone()))
         }
     };
+    exec.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
