@@ -17,11 +17,19 @@ pub struct Origin {
 impl Origin {
     /// The origin of a whole file (no line or column).
     pub fn file(file: impl Into<PathBuf>) -> Self {
-        Self { file: file.into(), line: 0, column: 0 }
+        Self {
+            file: file.into(),
+            line: 0,
+            column: 0,
+        }
     }
 
     pub(crate) fn at(file: &Path, loc: serde_saphyr::Location) -> Self {
-        Self { file: file.to_path_buf(), line: loc.line(), column: loc.column() }
+        Self {
+            file: file.to_path_buf(),
+            line: loc.line(),
+            column: loc.column(),
+        }
     }
 }
 
@@ -47,7 +55,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// A problem at `origin`.
     pub fn new(origin: Origin, message: impl Into<String>) -> Self {
-        Self { origin, message: message.into() }
+        Self {
+            origin,
+            message: message.into(),
+        }
     }
 }
 
@@ -64,7 +75,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "the mesh has {n} error{}:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "the mesh has {n} error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             writeln!(f, "  {e}")?;
         }

@@ -47,7 +47,10 @@ pub fn load_mesh(dir: &Path) -> Result<Mesh, ConfigErrors> {
         for s in doc.sources {
             let origin = Origin::at(&mesh_path, s.name.referenced);
             if let Err(e) = check_identifier(&s.name.value) {
-                errors.push(ConfigError::new(origin.clone(), format!("source name: {e}")));
+                errors.push(ConfigError::new(
+                    origin.clone(),
+                    format!("source name: {e}"),
+                ));
                 continue;
             }
             let name = SourceName::new_unchecked(s.name.value.clone());
@@ -95,12 +98,16 @@ pub fn load_mesh(dir: &Path) -> Result<Mesh, ConfigErrors> {
     let mut domains: BTreeMap<DomainName, Domain> = BTreeMap::new();
     let mut pending_fks = Vec::new();
     for file in &product_files {
-        let Some(doc) = parse_file::<ProductDoc>(file, &mut errors) else { continue };
+        let Some(doc) = parse_file::<ProductDoc>(file, &mut errors) else {
+            continue;
+        };
         if let Some(product) = build_product(file, doc, &sources, &mut errors, &mut pending_fks) {
-            let domain = domains.entry(product.domain.clone()).or_insert_with(|| Domain {
-                name: product.domain.clone(),
-                products: BTreeMap::new(),
-            });
+            let domain = domains
+                .entry(product.domain.clone())
+                .or_insert_with(|| Domain {
+                    name: product.domain.clone(),
+                    products: BTreeMap::new(),
+                });
             if let Some(other) = domain.products.get(&product.name) {
                 errors.push(ConfigError::new(
                     Origin::file(file),
@@ -162,13 +169,25 @@ pub fn load_mesh(dir: &Path) -> Result<Mesh, ConfigErrors> {
     }
 
     if errors.is_empty() {
-        Ok(Mesh { name: mesh_name, description, root, sources, domains })
+        Ok(Mesh {
+            name: mesh_name,
+            description,
+            root,
+            sources,
+            domains,
+        })
     } else {
         Err(ConfigErrors(errors))
     }
 }
 
-type PendingFk = (PathBuf, DomainName, ProductName, PortName, crate::doc::ForeignKeyDoc);
+type PendingFk = (
+    PathBuf,
+    DomainName,
+    ProductName,
+    PortName,
+    crate::doc::ForeignKeyDoc,
+);
 
 fn build_product(
     file: &Path,
@@ -179,16 +198,21 @@ fn build_product(
 ) -> Option<Product> {
     let before = errors.len();
     let at = |loc| Origin::at(file, loc);
-    let domain = checked_name(file, &doc.domain, "domain name", errors).map(DomainName::new_unchecked);
+    let domain =
+        checked_name(file, &doc.domain, "domain name", errors).map(DomainName::new_unchecked);
     if doc.domain.value == RESERVED_CATALOG {
         errors.push(ConfigError::new(
             at(doc.domain.referenced),
             "the domain name `mesh` is reserved for the gateway's own catalog; choose another",
         ));
     }
-    let name = checked_name(file, &doc.name, "product name", errors).map(ProductName::new_unchecked);
+    let name =
+        checked_name(file, &doc.name, "product name", errors).map(ProductName::new_unchecked);
     if doc.ports.is_empty() {
-        errors.push(ConfigError::new(at(doc.name.referenced), "a product needs at least one port"));
+        errors.push(ConfigError::new(
+            at(doc.name.referenced),
+            "a product needs at least one port",
+        ));
     }
     let mut ports = Vec::new();
     let mut seen = HashSet::new();
@@ -239,7 +263,11 @@ fn build_port(
                 "port `{}` names source `{}`, which is not declared in mesh.yaml (declared: {})",
                 p.name.value,
                 p.source.value,
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ),
         ));
     }
@@ -248,17 +276,26 @@ fn build_port(
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         if cols.is_empty() {
-            errors.push(ConfigError::new(origin.clone(), "`columns` must list at least one column"));
+            errors.push(ConfigError::new(
+                origin.clone(),
+                "`columns` must list at least one column",
+            ));
         }
         for c in cols {
             if c.name.value.is_empty() {
-                errors.push(ConfigError::new(Origin::at(file, c.name.referenced), "empty column name"));
+                errors.push(ConfigError::new(
+                    Origin::at(file, c.name.referenced),
+                    "empty column name",
+                ));
                 continue;
             }
             if !seen.insert(c.name.value.clone()) {
                 errors.push(ConfigError::new(
                     Origin::at(file, c.name.referenced),
-                    format!("duplicate column `{}` in the contract of port `{}`", c.name.value, p.name.value),
+                    format!(
+                        "duplicate column `{}` in the contract of port `{}`",
+                        c.name.value, p.name.value
+                    ),
                 ));
             }
             match c.data_type.value.parse::<ColumnType>() {
@@ -269,23 +306,35 @@ fn build_port(
                     description: c.description,
                     classification: c.classification,
                 }),
-                Err(e) => errors.push(ConfigError::new(Origin::at(file, c.data_type.referenced), e)),
+                Err(e) => errors.push(ConfigError::new(
+                    Origin::at(file, c.data_type.referenced),
+                    e,
+                )),
             }
         }
         for k in &p.primary_key {
             if !seen.contains(k) {
                 errors.push(ConfigError::new(
                     origin.clone(),
-                    format!("primary key column `{k}` is not in the contract of port `{}`", p.name.value),
+                    format!(
+                        "primary key column `{k}` is not in the contract of port `{}`",
+                        p.name.value
+                    ),
                 ));
             }
         }
         columns = Some(out);
     }
     let options = match p.options {
-        Some(Spanned { value: v @ serde_json::Value::Object(_), .. }) => v,
+        Some(Spanned {
+            value: v @ serde_json::Value::Object(_),
+            ..
+        }) => v,
         Some(s) => {
-            errors.push(ConfigError::new(Origin::at(file, s.referenced), "port options must be a mapping"));
+            errors.push(ConfigError::new(
+                Origin::at(file, s.referenced),
+                "port options must be a mapping",
+            ));
             serde_json::Value::Null
         }
         None => serde_json::Value::Object(serde_json::Map::new()),
@@ -326,25 +375,37 @@ fn checked_name(
     match check_identifier(&s.value) {
         Ok(()) => Some(s.value.clone()),
         Err(e) => {
-            errors.push(ConfigError::new(Origin::at(file, s.referenced), format!("{what}: {e}")));
+            errors.push(ConfigError::new(
+                Origin::at(file, s.referenced),
+                format!("{what}: {e}"),
+            ));
             None
         }
     }
 }
 
-fn parse_file<T: serde::de::DeserializeOwned>(path: &Path, errors: &mut Vec<ConfigError>) -> Option<T> {
+fn parse_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     let text = match std::fs::metadata(path) {
         Ok(m) if m.len() > MAX_FILE_BYTES => {
             errors.push(ConfigError::new(
                 Origin::file(path),
-                format!("file is larger than {} MiB; is it really a mesh file?", MAX_FILE_BYTES >> 20),
+                format!(
+                    "file is larger than {} MiB; is it really a mesh file?",
+                    MAX_FILE_BYTES >> 20
+                ),
             ));
             return None;
         }
         Ok(_) => match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(ConfigError::new(Origin::file(path), format!("cannot read file: {e}")));
+                errors.push(ConfigError::new(
+                    Origin::file(path),
+                    format!("cannot read file: {e}"),
+                ));
                 return None;
             }
         },
@@ -353,7 +414,10 @@ fn parse_file<T: serde::de::DeserializeOwned>(path: &Path, errors: &mut Vec<Conf
             return None;
         }
         Err(e) => {
-            errors.push(ConfigError::new(Origin::file(path), format!("cannot read file: {e}")));
+            errors.push(ConfigError::new(
+                Origin::file(path),
+                format!("cannot read file: {e}"),
+            ));
             return None;
         }
     };
@@ -385,7 +449,10 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Confi
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            errors.push(ConfigError::new(Origin::file(dir), format!("cannot list directory: {e}")));
+            errors.push(ConfigError::new(
+                Origin::file(dir),
+                format!("cannot list directory: {e}"),
+            ));
             return;
         }
     };
@@ -393,7 +460,10 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Confi
         let path = entry.path();
         if path.is_dir() {
             collect_yaml_files(&path, out, errors);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }

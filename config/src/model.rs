@@ -63,8 +63,13 @@ pub const RESERVED_CATALOG: &str = "mesh";
 /// Checks that `s` is usable unquoted in SQL: lowercase ASCII letters, digits and `_`,
 /// not starting with a digit, at most 63 characters.
 pub fn check_identifier(s: &str) -> Result<(), String> {
-    let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let ok_rest = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let ok_start = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let ok_rest = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok_start && ok_rest && s.len() <= 63 {
         Ok(())
     } else {
@@ -94,13 +99,21 @@ impl Mesh {
     /// Every port with its domain and product, in name order.
     pub fn ports(&self) -> impl Iterator<Item = (&Domain, &Product, &Port)> {
         self.domains.values().flat_map(|d| {
-            d.products.values().flat_map(move |p| p.ports.iter().map(move |port| (d, p, port)))
+            d.products
+                .values()
+                .flat_map(move |p| p.ports.iter().map(move |port| (d, p, port)))
         })
     }
 
     /// Looks up a port by its three-part name.
     pub fn port(&self, domain: &str, product: &str, port: &str) -> Option<&Port> {
-        self.domains.get(domain)?.products.get(product)?.ports.iter().find(|p| p.name.as_str() == port)
+        self.domains
+            .get(domain)?
+            .products
+            .get(product)?
+            .ports
+            .iter()
+            .find(|p| p.name.as_str() == port)
     }
 }
 

@@ -24,7 +24,9 @@ fn walk(v: &Value, base_dir: &Path, problems: &mut Vec<String>) -> Value {
                 return match std::env::var(name) {
                     Ok(val) => Value::String(val),
                     Err(_) => {
-                        problems.push(format!("secret `{{env: {name}}}`: environment variable {name} is not set"));
+                        problems.push(format!(
+                            "secret `{{env: {name}}}`: environment variable {name} is not set"
+                        ));
                         Value::Null
                     }
                 };
@@ -34,16 +36,25 @@ fn walk(v: &Value, base_dir: &Path, problems: &mut Vec<String>) -> Value {
                 return match std::fs::read_to_string(&path) {
                     Ok(s) => Value::String(s.strip_suffix('\n').unwrap_or(&s).to_string()),
                     Err(e) => {
-                        problems.push(format!("secret `{{file: {file}}}`: cannot read {}: {e}", path.display()));
+                        problems.push(format!(
+                            "secret `{{file: {file}}}`: cannot read {}: {e}",
+                            path.display()
+                        ));
                         Value::Null
                     }
                 };
             }
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), walk(v, base_dir, problems))).collect())
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), walk(v, base_dir, problems)))
+                    .collect(),
+            )
         }
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), walk(v, base_dir, problems))).collect())
-        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), walk(v, base_dir, problems)))
+                .collect(),
+        ),
         Value::Array(a) => Value::Array(a.iter().map(|v| walk(v, base_dir, problems)).collect()),
         other => other.clone(),
     }

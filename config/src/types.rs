@@ -116,21 +116,41 @@ mod tests {
     #[test]
     fn parses_every_documented_type() {
         for name in [
-            "boolean", "tinyint", "smallint", "int", "bigint", "float", "double", "string",
-            "binary", "date", "time", "timestamp", "timestamp_tz",
+            "boolean",
+            "tinyint",
+            "smallint",
+            "int",
+            "bigint",
+            "float",
+            "double",
+            "string",
+            "binary",
+            "date",
+            "time",
+            "timestamp",
+            "timestamp_tz",
         ] {
             let t: ColumnType = name.parse().expect(name);
             assert_eq!(t.to_string(), name);
         }
         assert_eq!(
             "decimal(15, 2)".parse::<ColumnType>(),
-            Ok(ColumnType::Decimal { precision: 15, scale: 2 })
+            Ok(ColumnType::Decimal {
+                precision: 15,
+                scale: 2
+            })
         );
     }
 
     #[test]
     fn rejects_bad_types() {
-        for bad in ["varchar2", "decimal(0,0)", "decimal(10,11)", "decimal(39,2)", "decimal(5)"] {
+        for bad in [
+            "varchar2",
+            "decimal(0,0)",
+            "decimal(10,11)",
+            "decimal(39,2)",
+            "decimal(5)",
+        ] {
             assert!(bad.parse::<ColumnType>().is_err(), "{bad}");
         }
     }

@@ -86,14 +86,20 @@ ports:
     let e = find("MESHGATE_TEST_SURELY_UNSET_VAR");
     assert_eq!(e.origin.line, 10, "{e}");
     let e = find("reserved");
-    assert!(e.origin.file.ends_with("bad.yaml") && e.origin.line == 3, "{e}");
+    assert!(
+        e.origin.file.ends_with("bad.yaml") && e.origin.line == 3,
+        "{e}"
+    );
     let e = find("source `nowhere`");
     assert_eq!((e.origin.line, e.origin.column), (8, 13), "{e}");
     let e = find("unknown column type `varchar2`");
     assert_eq!(e.origin.line, 10, "{e}");
     find("duplicate port name `p`");
     let e = find("colour");
-    assert!(e.origin.file.ends_with("unknown_key.yaml") && e.origin.line == 6, "{e}");
+    assert!(
+        e.origin.file.ends_with("unknown_key.yaml") && e.origin.line == 6,
+        "{e}"
+    );
     find("duplicate product `sales.orders`");
     assert!(errors.len() >= 8, "{text:#?}");
 }
@@ -113,7 +119,10 @@ fn a_missing_mesh_file_and_missing_secret_files_are_errors() {
     write(dir.path(), "secrets/pw", "hunter2\n");
     let mesh = load_mesh(dir.path()).expect("valid now");
     let opts = &mesh.sources.values().next().expect("source").options;
-    assert_eq!(opts["password"], "hunter2", "secret resolved, trailing newline dropped");
+    assert_eq!(
+        opts["password"], "hunter2",
+        "secret resolved, trailing newline dropped"
+    );
 }
 
 #[test]
@@ -124,7 +133,13 @@ fn a_valid_mesh_loads() {
     let mesh = load_mesh(dir.path()).expect("valid");
     let port = mesh.port("sales", "orders", "orders").expect("port");
     let cols = port.columns.as_ref().expect("contract");
-    assert_eq!(cols[1].data_type, ColumnType::Decimal { precision: 15, scale: 2 });
+    assert_eq!(
+        cols[1].data_type,
+        ColumnType::Decimal {
+            precision: 15,
+            scale: 2
+        }
+    );
     assert!(cols[0].required);
 }
 
@@ -138,7 +153,10 @@ fn the_demo_mesh_in_the_repository_loads() {
 #[test]
 fn checked_in_json_schemas_are_current() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
-    for (name, fresh) in [("mesh.schema.json", mesh_schema_json()), ("product.schema.json", product_schema_json())] {
+    for (name, fresh) in [
+        ("mesh.schema.json", mesh_schema_json()),
+        ("product.schema.json", product_schema_json()),
+    ] {
         let path = dir.join(name);
         if std::env::var_os("MESHGATE_REGEN").is_some() {
             std::fs::write(&path, &fresh).expect("write schema");

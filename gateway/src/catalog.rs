@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
+};
 use datafusion::error::{DataFusionError, Result};
 use meshgate_config::{Mesh, Port, Product};
 use meshgate_connector::{Connector, PortRequest, Registry, SourceContext};
@@ -47,8 +49,13 @@ pub fn port_request(product: &Product, port: &Port) -> PortRequest {
 impl MeshCatalog {
     /// Creates a connector per source and opens every port. A source or port that fails is
     /// logged and recorded in `failed`; the rest serve.
-    pub async fn build(mesh: Arc<Mesh>, registry: &Registry, session: &dyn Session) -> Result<Self, GatewayError> {
-        let mut connectors: BTreeMap<String, Result<Arc<dyn Connector>, GatewayError>> = BTreeMap::new();
+    pub async fn build(
+        mesh: Arc<Mesh>,
+        registry: &Registry,
+        session: &dyn Session,
+    ) -> Result<Self, GatewayError> {
+        let mut connectors: BTreeMap<String, Result<Arc<dyn Connector>, GatewayError>> =
+            BTreeMap::new();
         for (name, source) in &mesh.sources {
             let Some(factory) = registry.get(&source.kind) else {
                 return Err(GatewayError::BadRequest(format!(
@@ -57,25 +64,44 @@ impl MeshCatalog {
                     registry.kinds().join(", ")
                 )));
             };
-            let ctx = SourceContext { name: name.to_string(), base_dir: source.base_dir.clone() };
-            let c = factory.create(ctx, source.options.clone()).await.map_err(GatewayError::from);
+            let ctx = SourceContext {
+                name: name.to_string(),
+                base_dir: source.base_dir.clone(),
+            };
+            let c = factory
+                .create(ctx, source.options.clone())
+                .await
+                .map_err(GatewayError::from);
             connectors.insert(name.to_string(), c);
         }
         let mut ports = BTreeMap::new();
         let mut failed = BTreeMap::new();
         for (domain, product, port) in mesh.ports() {
-            let key = (domain.name.to_string(), product.name.to_string(), port.name.to_string());
+            let key = (
+                domain.name.to_string(),
+                product.name.to_string(),
+                port.name.to_string(),
+            );
             let opened = match connectors.get(port.source.as_str()) {
                 Some(Ok(c)) => match c.open_port(session, &port_request(product, port)).await {
                     Ok(t) => PortTable::new((&key.0, &key.1, &key.2), port, t),
                     Err(e) => Err(e.into()),
                 },
                 Some(Err(e)) => Err(GatewayError::Unavailable(e.to_string())),
-                None => Err(GatewayError::internal(format!("source {} vanished", port.source))),
+                None => Err(GatewayError::internal(format!(
+                    "source {} vanished",
+                    port.source
+                ))),
             };
             match opened {
                 Ok(table) => {
-                    ports.insert(key.clone(), ServedPort { names: key, table: Arc::new(table) });
+                    ports.insert(
+                        key.clone(),
+                        ServedPort {
+                            names: key,
+                            table: Arc::new(table),
+                        },
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(port = %format!("{}.{}.{}", key.0, key.1, key.2), error = %e, "port not served");
@@ -84,7 +110,12 @@ impl MeshCatalog {
             }
         }
         let list = Arc::new(MeshCatalogList::new(&ports));
-        Ok(Self { mesh, ports, failed, list })
+        Ok(Self {
+            mesh,
+            ports,
+            failed,
+            list,
+        })
     }
 
     /// The catalog list registered in every query session.
@@ -101,6 +132,8 @@ impl MeshCatalog {
     }
 }
 
+type Tables = BTreeMap<String, Arc<dyn TableProvider>>;
+
 /// DataFusion view of the served ports. Immutable once built.
 #[derive(Debug)]
 pub struct MeshCatalogList {
@@ -109,7 +142,7 @@ pub struct MeshCatalogList {
 
 impl MeshCatalogList {
     fn new(ports: &BTreeMap<(String, String, String), ServedPort>) -> Self {
-        let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<String, Arc<dyn TableProvider>>>> = BTreeMap::new();
+        let mut tree: BTreeMap<String, BTreeMap<String, Tables>> = BTreeMap::new();
         for ((d, p, t), sp) in ports {
             tree.entry(d.clone())
                 .or_default()
@@ -132,7 +165,11 @@ impl MeshCatalogList {
 }
 
 impl CatalogProviderList for MeshCatalogList {
-    fn register_catalog(&self, _name: String, _catalog: Arc<dyn CatalogProvider>) -> Option<Arc<dyn CatalogProvider>> {
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
         // The served catalog is read-only; DDL is rejected before planning.
         None
     }
@@ -142,7 +179,9 @@ impl CatalogProviderList for MeshCatalogList {
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        self.catalogs.get(name).map(|c| Arc::clone(c) as Arc<dyn CatalogProvider>)
+        self.catalogs
+            .get(name)
+            .map(|c| Arc::clone(c) as Arc<dyn CatalogProvider>)
     }
 }
 
@@ -158,11 +197,19 @@ impl CatalogProvider for DomainCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        self.schemas.get(name).map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
+        self.schemas
+            .get(name)
+            .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
     }
 
-    fn register_schema(&self, _name: &str, _schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
-        Err(DataFusionError::Plan("the mesh catalog is read-only".into()))
+    fn register_schema(
+        &self,
+        _name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        Err(DataFusionError::Plan(
+            "the mesh catalog is read-only".into(),
+        ))
     }
 }
 

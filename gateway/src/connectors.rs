@@ -40,10 +40,16 @@ pub fn load_and_check(dir: &std::path::Path, registry: &Registry) -> Result<Mesh
             .map(|(_, prod, p)| (p.origin.clone(), port_request(prod, p)))
             .collect();
         let requests: Vec<_> = ports.iter().map(|(_, r)| r.clone()).collect();
-        let ctx = SourceContext { name: name.to_string(), base_dir: source.base_dir.clone() };
+        let ctx = SourceContext {
+            name: name.to_string(),
+            base_dir: source.base_dir.clone(),
+        };
         for (idx, msg) in factory.check(&ctx, &source.options, &requests) {
             match idx {
-                None => errors.push(ConfigError::new(source.options_origin.clone(), format!("source `{name}`: {msg}"))),
+                None => errors.push(ConfigError::new(
+                    source.options_origin.clone(),
+                    format!("source `{name}`: {msg}"),
+                )),
                 Some(i) => errors.push(ConfigError::new(
                     ports[i].0.clone(),
                     format!("port {}: {msg}", ports[i].1.display_name),

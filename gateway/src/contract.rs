@@ -89,9 +89,10 @@ pub fn sql_type_name(t: &DataType) -> String {
         DataType::Float64 => "DOUBLE".into(),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("DECIMAL({p},{s})"),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
-            "VARBINARY".into()
-        }
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "VARBINARY".into(),
         DataType::Date32 | DataType::Date64 => "DATE".into(),
         DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
         DataType::Timestamp(_, None) => "TIMESTAMP".into(),
@@ -117,8 +118,14 @@ fn column_metadata(
         m.insert(meta::SCALE.into(), s.to_string());
     }
     m.insert(meta::IS_AUTO_INCREMENT.into(), "0".into());
-    let text = matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-    m.insert(meta::IS_CASE_SENSITIVE.into(), if text { "1" } else { "0" }.into());
+    let text = matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    m.insert(
+        meta::IS_CASE_SENSITIVE.into(),
+        if text { "1" } else { "0" }.into(),
+    );
     m.insert(meta::IS_READ_ONLY.into(), "1".into());
     m.insert(meta::IS_SEARCHABLE.into(), "1".into());
     if let Some(d) = description {
@@ -155,7 +162,10 @@ impl PortTable {
             None => {
                 for (i, f) in src.fields().iter().enumerate() {
                     let md = column_metadata(names, f.data_type(), None);
-                    fields.push(Field::new(f.name(), f.data_type().clone(), f.is_nullable()).with_metadata(md));
+                    fields.push(
+                        Field::new(f.name(), f.data_type().clone(), f.is_nullable())
+                            .with_metadata(md),
+                    );
                     mapping.push(i);
                     same_type.push(true);
                 }
@@ -163,10 +173,11 @@ impl PortTable {
             Some(cols) => {
                 let mut problems = Vec::new();
                 for c in cols {
-                    let idx = src
-                        .index_of(&c.name)
-                        .ok()
-                        .or_else(|| src.fields().iter().position(|f| f.name().eq_ignore_ascii_case(&c.name)));
+                    let idx = src.index_of(&c.name).ok().or_else(|| {
+                        src.fields()
+                            .iter()
+                            .position(|f| f.name().eq_ignore_ascii_case(&c.name))
+                    });
                     let Some(idx) = idx else {
                         problems.push(format!("column `{}` is missing from the source", c.name));
                         continue;
@@ -174,7 +185,10 @@ impl PortTable {
                     let target = arrow_type(c.data_type);
                     let from = src.field(idx).data_type();
                     if !can_cast_types(from, &target) {
-                        problems.push(format!("column `{}` is {from} in the source and cannot become {}", c.name, c.data_type));
+                        problems.push(format!(
+                            "column `{}` is {from} in the source and cannot become {}",
+                            c.name, c.data_type
+                        ));
                         continue;
                     }
                     let md = column_metadata(names, &target, c.description.as_deref());
@@ -183,7 +197,11 @@ impl PortTable {
                     mapping.push(idx);
                 }
                 if !problems.is_empty() {
-                    let have: Vec<String> = src.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+                    let have: Vec<String> = src
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{} {}", f.name(), f.data_type()))
+                        .collect();
                     return Err(GatewayError::ContractViolation(format!(
                         "port {display_name} does not match its contract: {}; the source has: {}",
                         problems.join("; "),
@@ -192,14 +210,22 @@ impl PortTable {
                 }
             }
         }
-        Ok(Self { source, schema: Arc::new(Schema::new(fields)), mapping, same_type, display_name })
+        Ok(Self {
+            source,
+            schema: Arc::new(Schema::new(fields)),
+            mapping,
+            same_type,
+            display_name,
+        })
     }
 
     fn filter_is_pushable(&self, e: &Expr) -> bool {
-        e.column_refs().iter().all(|c| match self.schema.index_of(&c.name) {
-            Ok(i) => self.same_type[i],
-            Err(_) => false,
-        })
+        e.column_refs()
+            .iter()
+            .all(|c| match self.schema.index_of(&c.name) {
+                Ok(i) => self.same_type[i],
+                Err(_) => false,
+            })
     }
 }
 
@@ -213,14 +239,26 @@ impl TableProvider for PortTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        let pushable: Vec<&Expr> = filters.iter().copied().filter(|f| self.filter_is_pushable(f)).collect();
-        let mut inner = self.source.supports_filters_pushdown(&pushable)?.into_iter();
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        let pushable: Vec<&Expr> = filters
+            .iter()
+            .copied()
+            .filter(|f| self.filter_is_pushable(f))
+            .collect();
+        let mut inner = self
+            .source
+            .supports_filters_pushdown(&pushable)?
+            .into_iter();
         Ok(filters
             .iter()
             .map(|f| {
                 if self.filter_is_pushable(f) {
-                    inner.next().unwrap_or(TableProviderFilterPushDown::Unsupported)
+                    inner
+                        .next()
+                        .unwrap_or(TableProviderFilterPushDown::Unsupported)
                 } else {
                     TableProviderFilterPushDown::Unsupported
                 }
@@ -240,10 +278,21 @@ impl TableProvider for PortTable {
             None => (0..self.schema.fields().len()).collect(),
         };
         let source_projection: Vec<usize> = served.iter().map(|&i| self.mapping[i]).collect();
-        let pushed: Vec<Expr> = filters.iter().filter(|f| self.filter_is_pushable(f)).cloned().collect();
-        let input = self.source.scan(state, Some(&source_projection), &pushed, limit).await?;
+        let pushed: Vec<Expr> = filters
+            .iter()
+            .filter(|f| self.filter_is_pushable(f))
+            .cloned()
+            .collect();
+        let input = self
+            .source
+            .scan(state, Some(&source_projection), &pushed, limit)
+            .await?;
         let out_schema = Arc::new(self.schema.project(&served)?);
-        Ok(Arc::new(ContractExec::new(input, out_schema, self.display_name.clone())))
+        Ok(Arc::new(ContractExec::new(
+            input,
+            out_schema,
+            self.display_name.clone(),
+        )))
     }
 }
 
@@ -265,7 +314,12 @@ impl ContractExec {
             p.emission_type,
             p.boundedness,
         ));
-        Self { input, schema, port, properties }
+        Self {
+            input,
+            schema,
+            port,
+            properties,
+        }
     }
 }
 
@@ -295,22 +349,41 @@ impl ExecutionPlan for ContractExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children.pop().ok_or_else(|| DataFusionError::Internal("ContractExec needs one child".into()))?;
-        Ok(Arc::new(Self::new(input, Arc::clone(&self.schema), self.port.clone())))
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("ContractExec needs one child".into()))?;
+        Ok(Arc::new(Self::new(
+            input,
+            Arc::clone(&self.schema),
+            self.port.clone(),
+        )))
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
         let schema = Arc::clone(&self.schema);
         let port = self.port.clone();
         let stream = input.map(move |batch| conform(&batch?, &schema, &port));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        )))
     }
 }
 
 fn conform(batch: &RecordBatch, schema: &SchemaRef, port: &str) -> Result<RecordBatch> {
-    let opts = CastOptions { safe: false, ..Default::default() };
+    let opts = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let mut cols = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
         let col = batch.column(i);
@@ -334,7 +407,11 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, port: &str) -> Result<Record
         cols.push(col);
     }
     let opts = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(Arc::clone(schema), cols, &opts)?)
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        cols,
+        &opts,
+    )?)
 }
 
 /// For downcasting in tests and EXPLAIN helpers.

@@ -6,27 +6,42 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Field, Int32Type, Int64Type, Schema};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Field, Int32Type, Int64Type, Schema,
+};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use indicatif::{ProgressBar, ProgressStyle};
 use tpchgen::generators::{
-    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
-    RegionGenerator, SupplierGenerator,
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
 };
 use tpchgen_arrow::{
-    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow, SupplierArrow,
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow,
+    SupplierArrow,
 };
 
 use crate::error::GatewayError;
 
 /// The demo mesh files, as checked in under `config/examples/demo`.
 pub const DEMO_FILES: &[(&str, &str)] = &[
-    ("mesh.yaml", include_str!("../../config/examples/demo/mesh.yaml")),
-    ("domains/sales/orders.yaml", include_str!("../../config/examples/demo/domains/sales/orders.yaml")),
-    ("domains/customers/crm.yaml", include_str!("../../config/examples/demo/domains/customers/crm.yaml")),
-    ("domains/supply/catalog.yaml", include_str!("../../config/examples/demo/domains/supply/catalog.yaml")),
+    (
+        "mesh.yaml",
+        include_str!("../../config/examples/demo/mesh.yaml"),
+    ),
+    (
+        "domains/sales/orders.yaml",
+        include_str!("../../config/examples/demo/domains/sales/orders.yaml"),
+    ),
+    (
+        "domains/customers/crm.yaml",
+        include_str!("../../config/examples/demo/domains/customers/crm.yaml"),
+    ),
+    (
+        "domains/supply/catalog.yaml",
+        include_str!("../../config/examples/demo/domains/supply/catalog.yaml"),
+    ),
 ];
 
 const MARKER: &str = ".meshgate-demo-complete";
@@ -47,20 +62,27 @@ pub fn ensure_demo(dir: &Path, scale: f64, show_progress: bool) -> Result<(), Ga
         return Ok(());
     }
     if !(scale > 0.0 && scale <= 100.0) {
-        return Err(GatewayError::BadRequest(format!("--scale must be in (0, 100], got {scale}")));
+        return Err(GatewayError::BadRequest(format!(
+            "--scale must be in (0, 100], got {scale}"
+        )));
     }
     let data = dir.join("data");
     if data.exists() {
         std::fs::remove_dir_all(&data).map_err(|e| io("cannot clear old demo data", e))?;
     }
     for sub in ["sales", "customers", "supply"] {
-        std::fs::create_dir_all(data.join(sub)).map_err(|e| io("cannot create the demo directory", e))?;
+        std::fs::create_dir_all(data.join(sub))
+            .map_err(|e| io("cannot create the demo directory", e))?;
     }
     for (name, text) in DEMO_FILES {
         write_file(&dir.join(name), text)?;
     }
     let total = (8_661_245.0 * scale) as u64 + 30;
-    let bar = if show_progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+    let bar = if show_progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{msg:>28} [{bar:40}] {human_pos}/{human_len} rows ({eta})")
             .map_err(GatewayError::internal)?
@@ -68,7 +90,11 @@ pub fn ensure_demo(dir: &Path, scale: f64, show_progress: bool) -> Result<(), Ga
     );
     let sales = data.join("sales");
     bar.set_message("sales.orders.orders");
-    write_parquet(&sales.join("orders.parquet"), OrderArrow::new(OrderGenerator::new(scale, 1, 1)).with_batch_size(BATCH), &bar)?;
+    write_parquet(
+        &sales.join("orders.parquet"),
+        OrderArrow::new(OrderGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        &bar,
+    )?;
     bar.set_message("sales.orders.lineitem");
     write_parquet(
         &sales.join("lineitem.parquet"),
@@ -77,18 +103,47 @@ pub fn ensure_demo(dir: &Path, scale: f64, show_progress: bool) -> Result<(), Ga
     )?;
     let supply = data.join("supply");
     bar.set_message("supply.catalog.part");
-    write_csv(&supply.join("part.csv"), PartArrow::new(PartGenerator::new(scale, 1, 1)).with_batch_size(BATCH), &bar)?;
+    write_csv(
+        &supply.join("part.csv"),
+        PartArrow::new(PartGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        &bar,
+    )?;
     bar.set_message("supply.catalog.supplier");
-    write_csv(&supply.join("supplier.csv"), SupplierArrow::new(SupplierGenerator::new(scale, 1, 1)).with_batch_size(BATCH), &bar)?;
+    write_csv(
+        &supply.join("supplier.csv"),
+        SupplierArrow::new(SupplierGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        &bar,
+    )?;
     bar.set_message("supply.catalog.partsupp");
-    write_csv(&supply.join("partsupp.csv"), PartSuppArrow::new(PartSuppGenerator::new(scale, 1, 1)).with_batch_size(BATCH), &bar)?;
+    write_csv(
+        &supply.join("partsupp.csv"),
+        PartSuppArrow::new(PartSuppGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        &bar,
+    )?;
     bar.set_message("customers.crm");
-    let db = rusqlite::Connection::open(data.join("customers/crm.sqlite")).map_err(|e| io("cannot create crm.sqlite", e))?;
-    write_sqlite(&db, "customer", CustomerArrow::new(CustomerGenerator::new(scale, 1, 1)).with_batch_size(BATCH), &bar)?;
-    write_sqlite(&db, "nation", NationArrow::new(NationGenerator::new(scale, 1, 1)), &bar)?;
-    write_sqlite(&db, "region", RegionArrow::new(RegionGenerator::new(scale, 1, 1)), &bar)?;
+    let db = rusqlite::Connection::open(data.join("customers/crm.sqlite"))
+        .map_err(|e| io("cannot create crm.sqlite", e))?;
+    write_sqlite(
+        &db,
+        "customer",
+        CustomerArrow::new(CustomerGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        &bar,
+    )?;
+    write_sqlite(
+        &db,
+        "nation",
+        NationArrow::new(NationGenerator::new(scale, 1, 1)),
+        &bar,
+    )?;
+    write_sqlite(
+        &db,
+        "region",
+        RegionArrow::new(RegionGenerator::new(scale, 1, 1)),
+        &bar,
+    )?;
     bar.finish_with_message("demo data ready");
-    std::fs::write(&marker, scale.to_string()).map_err(|e| io("cannot write the demo marker", e))?;
+    std::fs::write(&marker, scale.to_string())
+        .map_err(|e| io("cannot write the demo marker", e))?;
     Ok(())
 }
 
@@ -119,16 +174,27 @@ fn plain_strings(b: &RecordBatch) -> Result<RecordBatch, GatewayError> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
-fn write_parquet(path: &Path, batches: impl Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>, bar: &ProgressBar) -> Result<(), GatewayError> {
+fn write_parquet(
+    path: &Path,
+    batches: impl Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>,
+    bar: &ProgressBar,
+) -> Result<(), GatewayError> {
     let file = std::fs::File::create(path).map_err(|e| io("cannot create a Parquet file", e))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let mut writer: Option<ArrowWriter<std::fs::File>> = None;
     let mut file = Some(file);
     for b in batches {
         let b = plain_strings(&b?)?;
         if writer.is_none() {
-            let f = file.take().ok_or_else(|| GatewayError::internal("parquet file reused"))?;
-            writer = Some(ArrowWriter::try_new(f, b.schema(), Some(props.clone())).map_err(|e| io("parquet", e))?);
+            let f = file
+                .take()
+                .ok_or_else(|| GatewayError::internal("parquet file reused"))?;
+            writer = Some(
+                ArrowWriter::try_new(f, b.schema(), Some(props.clone()))
+                    .map_err(|e| io("parquet", e))?,
+            );
         }
         if let Some(w) = writer.as_mut() {
             w.write(&b).map_err(|e| io("parquet", e))?;
@@ -141,9 +207,15 @@ fn write_parquet(path: &Path, batches: impl Iterator<Item = Result<RecordBatch, 
     Ok(())
 }
 
-fn write_csv(path: &Path, batches: impl Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>, bar: &ProgressBar) -> Result<(), GatewayError> {
+fn write_csv(
+    path: &Path,
+    batches: impl Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>,
+    bar: &ProgressBar,
+) -> Result<(), GatewayError> {
     let file = std::fs::File::create(path).map_err(|e| io("cannot create a CSV file", e))?;
-    let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(std::io::BufWriter::new(file));
+    let mut w = datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(std::io::BufWriter::new(file));
     for b in batches {
         let b = plain_strings(&b?)?;
         w.write(&b)?;
@@ -179,14 +251,22 @@ fn write_sqlite(
                 .iter()
                 .map(|f| format!("{} {} NOT NULL", f.name(), sqlite_type(f.data_type())))
                 .collect();
-            db.execute_batch(&format!("CREATE TABLE {table} ({})", cols.join(", "))).map_err(sql_err)?;
+            db.execute_batch(&format!("CREATE TABLE {table} ({})", cols.join(", ")))
+                .map_err(sql_err)?;
             created = true;
         }
         let marks = vec!["?"; schema.fields().len()].join(", ");
-        let mut stmt = db.prepare_cached(&format!("INSERT INTO {table} VALUES ({marks})")).map_err(sql_err)?;
+        let mut stmt = db
+            .prepare_cached(&format!("INSERT INTO {table} VALUES ({marks})"))
+            .map_err(sql_err)?;
         for row in 0..b.num_rows() {
-            let values: Vec<rusqlite::types::Value> = b.columns().iter().map(|c| sqlite_value(c.as_ref(), row)).collect();
-            stmt.execute(rusqlite::params_from_iter(values)).map_err(sql_err)?;
+            let values: Vec<rusqlite::types::Value> = b
+                .columns()
+                .iter()
+                .map(|c| sqlite_value(c.as_ref(), row))
+                .collect();
+            stmt.execute(rusqlite::params_from_iter(values))
+                .map_err(sql_err)?;
         }
         bar.inc(b.num_rows() as u64);
     }

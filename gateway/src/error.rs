@@ -82,11 +82,15 @@ impl From<GatewayError> for Status {
 impl From<ConnectorError> for GatewayError {
     fn from(e: ConnectorError) -> Self {
         match e.class {
-            ErrorClass::InvalidConfig => Self::Unavailable(format!("misconfigured source: {}", e.message)),
+            ErrorClass::InvalidConfig => {
+                Self::Unavailable(format!("misconfigured source: {}", e.message))
+            }
             ErrorClass::NotFound => Self::NotFound(e.message),
             ErrorClass::Unavailable => Self::Unavailable(e.message),
             ErrorClass::Timeout => Self::Timeout(e.message),
-            ErrorClass::PermissionDenied => Self::Unavailable(format!("the source refused access: {}", e.message)),
+            ErrorClass::PermissionDenied => {
+                Self::Unavailable(format!("the source refused access: {}", e.message))
+            }
             ErrorClass::Data => Self::ContractViolation(e.message),
             ErrorClass::Internal => Self::internal(e.message),
         }
@@ -124,7 +128,9 @@ fn classify(e: &DataFusionError) -> Option<GatewayError> {
         DataFusionError::SQL(inner, _) => GatewayError::InvalidSql(format!("SQL error: {inner}")),
         DataFusionError::Plan(m) => GatewayError::InvalidSql(clean(m)),
         DataFusionError::SchemaError(inner, _) => GatewayError::InvalidSql(inner.to_string()),
-        DataFusionError::NotImplemented(m) => GatewayError::InvalidSql(format!("not supported: {m}")),
+        DataFusionError::NotImplemented(m) => {
+            GatewayError::InvalidSql(format!("not supported: {m}"))
+        }
         DataFusionError::ResourcesExhausted(m) => GatewayError::ResourceExhausted(format!(
             "the query needs more memory than it may use: {m}"
         )),
@@ -135,13 +141,17 @@ fn classify(e: &DataFusionError) -> Option<GatewayError> {
         DataFusionError::Diagnostic(_, inner) => return classify(inner),
         DataFusionError::Collection(list) => return list.first().and_then(classify),
         DataFusionError::ExecutionJoin(_) => return None,
-        DataFusionError::Execution(m) if m.contains("Cancel") => GatewayError::Unavailable(clean(m)),
+        DataFusionError::Execution(m) if m.contains("Cancel") => {
+            GatewayError::Unavailable(clean(m))
+        }
         DataFusionError::Execution(m) => GatewayError::InvalidSql(clean(m)),
         _ => return None,
     })
 }
 
-fn classify_external(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<GatewayError> {
+fn classify_external(
+    inner: &(dyn std::error::Error + Send + Sync + 'static),
+) -> Option<GatewayError> {
     if let Some(c) = inner.downcast_ref::<ConnectorError>() {
         return Some(c.clone().into());
     }
@@ -166,7 +176,9 @@ fn classify_external(inner: &(dyn std::error::Error + Send + Sync + 'static)) ->
 fn classify_arrow(a: &ArrowError) -> Option<GatewayError> {
     Some(match a {
         ArrowError::DivideByZero => GatewayError::InvalidSql("division by zero".into()),
-        ArrowError::ArithmeticOverflow(m) => GatewayError::InvalidSql(format!("arithmetic overflow: {m}")),
+        ArrowError::ArithmeticOverflow(m) => {
+            GatewayError::InvalidSql(format!("arithmetic overflow: {m}"))
+        }
         ArrowError::CastError(m) => GatewayError::InvalidSql(format!("cannot cast: {m}")),
         ArrowError::ComputeError(m) => GatewayError::InvalidSql(m.clone()),
         ArrowError::ParseError(m) => GatewayError::InvalidSql(format!("cannot parse: {m}")),
@@ -182,10 +194,9 @@ mod tests {
 
     #[test]
     fn connector_classes_map_to_codes() {
-        let s: Status = GatewayError::from(DataFusionError::External(Box::new(ConnectorError::new(
-            ErrorClass::Unavailable,
-            "source `x` at 127.0.0.1:1 is down",
-        ))))
+        let s: Status = GatewayError::from(DataFusionError::External(Box::new(
+            ConnectorError::new(ErrorClass::Unavailable, "source `x` at 127.0.0.1:1 is down"),
+        )))
         .into();
         assert_eq!(s.code(), tonic::Code::Unavailable);
         assert!(s.message().contains("127.0.0.1:1"));

@@ -10,7 +10,11 @@ use meshgate::error::GatewayError;
 use meshgate::server::{bind, serve, service_for_dir, GatewayOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "meshgate", version, about = "A federated Arrow Flight SQL gateway for the data mesh")]
+#[command(
+    name = "meshgate",
+    version,
+    about = "A federated Arrow Flight SQL gateway for the data mesh"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -71,7 +75,9 @@ enum Command {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -79,7 +85,10 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn options(args: &ServeArgs) -> GatewayOptions {
-    let mut o = GatewayOptions { memory_limit: args.memory_limit_mb << 20, ..Default::default() };
+    let mut o = GatewayOptions {
+        memory_limit: args.memory_limit_mb << 20,
+        ..Default::default()
+    };
     if let Some(n) = args.target_partitions {
         o.target_partitions = n.max(1);
     }
@@ -138,7 +147,10 @@ async fn run_server(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -171,15 +183,26 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Serve { config, serve } => runtime.block_on(run_server(config, &serve, None, exec.handle().clone())),
-        Command::Demo { data_dir, scale, serve } => {
+        Command::Serve { config, serve } => {
+            runtime.block_on(run_server(config, &serve, None, exec.handle().clone()))
+        }
+        Command::Demo {
+            data_dir,
+            scale,
+            serve,
+        } => {
             use std::io::IsTerminal;
             let progress = std::io::stderr().is_terminal();
             if let Err(e) = meshgate::demo::ensure_demo(&data_dir, scale, progress) {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
-            runtime.block_on(run_server(data_dir, &serve, Some(meshgate::demo::connect_help), exec.handle().clone()))
+            runtime.block_on(run_server(
+                data_dir,
+                &serve,
+                Some(meshgate::demo::connect_help),
+                exec.handle().clone(),
+            ))
         }
     };
     exec.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -8,6 +8,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::common::{ParamValues, ScalarValue, TableReference};
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -19,7 +20,6 @@ use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Expr as SqlExpr, Statement, Value};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-use datafusion::execution::context::SQLOptions;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -70,7 +70,11 @@ pub fn session_config(target_partitions: usize) -> SessionConfig {
 
 /// A session state with DataFusion's functions but without table functions (`range`,
 /// `generate_series` produce unbounded rows), table factories or URL tables.
-pub fn build_session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>, catalog: &MeshCatalog) -> SessionState {
+pub fn build_session_state(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+    catalog: &MeshCatalog,
+) -> SessionState {
     SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
@@ -82,14 +86,27 @@ pub fn build_session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>, cata
 }
 
 fn sql_options() -> SQLOptions {
-    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 impl QueryEngine {
     /// An engine over `catalog`.
-    pub fn new(catalog: Arc<MeshCatalog>, runtime: Arc<RuntimeEnv>, target_partitions: usize, limits: SqlLimits) -> Self {
+    pub fn new(
+        catalog: Arc<MeshCatalog>,
+        runtime: Arc<RuntimeEnv>,
+        target_partitions: usize,
+        limits: SqlLimits,
+    ) -> Self {
         let template = build_session_state(session_config(target_partitions), runtime, &catalog);
-        Self { catalog, template, limits, planners: Arc::new(Semaphore::new(16)) }
+        Self {
+            catalog,
+            template,
+            limits,
+            planners: Arc::new(Semaphore::new(16)),
+        }
     }
 
     /// The catalog served.
@@ -114,7 +131,11 @@ impl QueryEngine {
         T: Send + 'static,
         F: FnOnce(tokio::runtime::Handle) -> Result<T, GatewayError> + Send + 'static,
     {
-        let _permit = self.planners.acquire().await.map_err(|_| GatewayError::Unavailable("shutting down".into()))?;
+        let _permit = self
+            .planners
+            .acquire()
+            .await
+            .map_err(|_| GatewayError::Unavailable("shutting down".into()))?;
         let handle = tokio::runtime::Handle::current();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -123,8 +144,11 @@ impl QueryEngine {
             .spawn(move || {
                 let _ = tx.send(f(handle));
             })
-            .map_err(|e| GatewayError::ResourceExhausted(format!("cannot start a planning thread: {e}")))?;
-        rx.await.map_err(|_| GatewayError::internal("a planning thread ended without an answer"))?
+            .map_err(|e| {
+                GatewayError::ResourceExhausted(format!("cannot start a planning thread: {e}"))
+            })?;
+        rx.await
+            .map_err(|_| GatewayError::internal("a planning thread ended without an answer"))?
     }
 
     /// Parses, checks and plans `sql` to a logical plan (parameters unbound).
@@ -138,9 +162,11 @@ impl QueryEngine {
             let statement = parse_one(&sql, &limits)?;
             check_tables(&state, &catalog, &statement)?;
             let plan = handle.block_on(state.statement_to_plan(statement))?;
-            sql_options().verify_plan(&plan).map_err(|e| GatewayError::Rejected(format!(
-                "{e}; meshgate serves read-only queries (SELECT, WITH, VALUES, EXPLAIN)"
-            )))?;
+            sql_options().verify_plan(&plan).map_err(|e| {
+                GatewayError::Rejected(format!(
+                    "{e}; meshgate serves read-only queries (SELECT, WITH, VALUES, EXPLAIN)"
+                ))
+            })?;
             Ok((state, plan))
         })
         .await
@@ -149,25 +175,41 @@ impl QueryEngine {
     /// Describes a statement for CreatePreparedStatement.
     pub async fn describe(&self, sql: &str) -> Result<Described, GatewayError> {
         let (_, plan) = self.logical_plan(sql).await?;
-        let mut params: Vec<(String, Option<DataType>)> = plan.get_parameter_types()?.into_iter().collect();
-        params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+        let mut params: Vec<(String, Option<DataType>)> =
+            plan.get_parameter_types()?.into_iter().collect();
+        params.sort_by_key(|(name, _)| {
+            name.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
         let parameter_schema = Arc::new(Schema::new(
             params
                 .into_iter()
                 .map(|(name, t)| Field::new(name, t.unwrap_or(DataType::Null), true))
                 .collect::<Vec<_>>(),
         ));
-        Ok(Described { dataset_schema: wire_schema(plan.schema().as_arrow()), parameter_schema })
+        Ok(Described {
+            dataset_schema: wire_schema(plan.schema().as_arrow()),
+            parameter_schema,
+        })
     }
 
     /// Plans `sql` with `params` bound (positional) down to a physical plan.
-    pub async fn plan(&self, sql: &str, params: Vec<ScalarValue>) -> Result<PlannedQuery, GatewayError> {
+    pub async fn plan(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<PlannedQuery, GatewayError> {
         let (state, plan) = self.logical_plan(sql).await?;
         self.on_planner(move |handle| {
             let plan = bind_params(plan, params)?;
             let wire = wire_schema(plan.schema().as_arrow());
             let physical = handle.block_on(state.create_physical_plan(&plan))?;
-            Ok(PlannedQuery { plan: physical, wire_schema: wire, task_ctx: state.task_ctx() })
+            Ok(PlannedQuery {
+                plan: physical,
+                wire_schema: wire,
+                task_ctx: state.task_ctx(),
+            })
         })
         .await
     }
@@ -182,7 +224,9 @@ pub fn execute(planned: PlannedQuery) -> Result<SendableRecordBatchStream, Gatew
         let b = b?;
         to_wire(&b, &schema).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
     });
-    Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(wire, converted)))
+    Ok(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(wire, converted),
+    ))
 }
 
 fn parse_one(sql: &str, limits: &SqlLimits) -> Result<DFStatement, GatewayError> {
@@ -202,7 +246,9 @@ fn parse_one(sql: &str, limits: &SqlLimits) -> Result<DFStatement, GatewayError>
         .with_recursion_limit(limits.parser_recursion_limit)
         .build()?;
     let mut statements = parser.parse_statements().map_err(|e| match e {
-        datafusion::error::DataFusionError::SQL(inner, _) => GatewayError::InvalidSql(format!("SQL error: {inner}")),
+        datafusion::error::DataFusionError::SQL(inner, _) => {
+            GatewayError::InvalidSql(format!("SQL error: {inner}"))
+        }
         other => GatewayError::from(other),
     })?;
     if statements.len() != 1 {
@@ -211,7 +257,9 @@ fn parse_one(sql: &str, limits: &SqlLimits) -> Result<DFStatement, GatewayError>
             statements.len()
         )));
     }
-    let mut statement = statements.pop_front().ok_or_else(|| GatewayError::InvalidSql("empty statement".into()))?;
+    let mut statement = statements
+        .pop_front()
+        .ok_or_else(|| GatewayError::InvalidSql("empty statement".into()))?;
     let inner: &mut Statement = match &mut statement {
         DFStatement::Statement(s) => s.as_mut(),
         DFStatement::Explain(e) => match e.statement.as_mut() {
@@ -251,7 +299,11 @@ fn rejected(s: &DFStatement) -> GatewayError {
 
 fn statement_kind(s: &Statement) -> String {
     let text = s.to_string();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ").to_uppercase()
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
 }
 
 /// Turns `?` placeholders into `$1, $2, ...` in text order, so both styles work.
@@ -272,17 +324,31 @@ fn number_question_marks(stmt: &mut Statement) {
 
 /// Fails with `NotFound` naming the closest ports when a statement reads a table that is
 /// not served.
-fn check_tables(state: &SessionState, catalog: &MeshCatalog, stmt: &DFStatement) -> Result<(), GatewayError> {
+fn check_tables(
+    state: &SessionState,
+    catalog: &MeshCatalog,
+    stmt: &DFStatement,
+) -> Result<(), GatewayError> {
     for r in state.resolve_table_references(stmt)? {
         let full = r.clone().resolve("mesh", "catalog");
-        let key = (full.catalog.to_string(), full.schema.to_string(), full.table.to_string());
+        let key = (
+            full.catalog.to_string(),
+            full.schema.to_string(),
+            full.table.to_string(),
+        );
         if catalog.ports.contains_key(&key) {
             continue;
         }
         if let Some(e) = catalog.failed.get(&key) {
-            return Err(GatewayError::Unavailable(format!("port {}.{}.{} is not available: {e}", key.0, key.1, key.2)));
+            return Err(GatewayError::Unavailable(format!(
+                "port {}.{}.{} is not available: {e}",
+                key.0, key.1, key.2
+            )));
         }
-        return Err(GatewayError::NotFound(unknown_table_message(&r, &catalog.all_port_names())));
+        return Err(GatewayError::NotFound(unknown_table_message(
+            &r,
+            &catalog.all_port_names(),
+        )));
     }
     Ok(())
 }
@@ -330,7 +396,10 @@ fn bind_params(plan: LogicalPlan, params: Vec<ScalarValue>) -> Result<LogicalPla
         let name = format!("${}", i + 1);
         let v = match expected.get(&name) {
             Some(Some(t)) if &v.data_type() != t && !v.is_null() => v.cast_to(t).map_err(|e| {
-                GatewayError::BadRequest(format!("parameter {name}: cannot use a {} value as {t}: {e}", v.data_type()))
+                GatewayError::BadRequest(format!(
+                    "parameter {name}: cannot use a {} value as {t}: {e}",
+                    v.data_type()
+                ))
             })?,
             Some(Some(t)) if v.is_null() => ScalarValue::try_from(t).unwrap_or(v),
             _ => v,
@@ -375,7 +444,9 @@ pub fn wire_type(t: &DataType) -> DataType {
         DataType::ListView(f) => DataType::List(wire_field(f)),
         DataType::LargeListView(f) => DataType::LargeList(wire_field(f)),
         DataType::FixedSizeList(f, n) => DataType::FixedSizeList(wire_field(f), *n),
-        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|f| wire_field(f)).collect::<Fields>()),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(wire_field).collect::<Fields>())
+        }
         DataType::Map(f, sorted) => DataType::Map(wire_field(f), *sorted),
         other => other.clone(),
     }
@@ -388,7 +459,9 @@ fn wire_field(f: &FieldRef) -> FieldRef {
 /// The schema clients receive for a plan schema: same names, nullability and metadata,
 /// wire types.
 pub fn wire_schema(s: &Schema) -> SchemaRef {
-    Arc::new(Schema::new(s.fields().iter().map(wire_field).collect::<Fields>()))
+    Arc::new(Schema::new(
+        s.fields().iter().map(wire_field).collect::<Fields>(),
+    ))
 }
 
 /// Converts a batch to the wire schema.
@@ -397,7 +470,13 @@ pub fn to_wire(b: &RecordBatch, wire: &SchemaRef) -> Result<RecordBatch, Gateway
         .columns()
         .iter()
         .zip(wire.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { cast(c, f.data_type()) })
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast(c, f.data_type())
+            }
+        })
         .collect::<Result<_, _>>()?;
     let opts = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
     RecordBatch::try_new_with_options(Arc::clone(wire), cols, &opts).map_err(GatewayError::internal)

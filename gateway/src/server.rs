@@ -36,7 +36,9 @@ pub struct GatewayOptions {
 impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
-            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             memory_limit: 4 << 30,
             limits: SqlLimits::default(),
             flight: FlightSettings::default(),
@@ -46,11 +48,17 @@ impl Default for GatewayOptions {
 
 /// The DataFusion runtime shared by every query: a bounded memory pool and spill files.
 pub fn runtime_env(opts: &GatewayOptions) -> Result<Arc<RuntimeEnv>, GatewayError> {
-    Ok(RuntimeEnvBuilder::new().with_memory_limit(opts.memory_limit, 1.0).build_arc()?)
+    Ok(RuntimeEnvBuilder::new()
+        .with_memory_limit(opts.memory_limit, 1.0)
+        .build_arc()?)
 }
 
 /// Opens every port of `mesh` and builds a query engine over them.
-pub async fn build_engine(mesh: Mesh, registry: &Registry, opts: &GatewayOptions) -> Result<Arc<QueryEngine>, GatewayError> {
+pub async fn build_engine(
+    mesh: Mesh,
+    registry: &Registry,
+    opts: &GatewayOptions,
+) -> Result<Arc<QueryEngine>, GatewayError> {
     let runtime = runtime_env(opts)?;
     let mesh = Arc::new(mesh);
     // Ports are opened (schemas inferred) with a plain session over the same runtime.
@@ -64,7 +72,12 @@ pub async fn build_engine(mesh: Mesh, registry: &Registry, opts: &GatewayOptions
         unavailable = catalog.failed.len(),
         "mesh loaded"
     );
-    Ok(Arc::new(QueryEngine::new(catalog, runtime, opts.target_partitions, opts.limits.clone())))
+    Ok(Arc::new(QueryEngine::new(
+        catalog,
+        runtime,
+        opts.target_partitions,
+        opts.limits.clone(),
+    )))
 }
 
 /// Loads and checks the mesh directory, then builds the Flight SQL service over it.
@@ -74,7 +87,8 @@ pub async fn service_for_dir(
     opts: &GatewayOptions,
     exec: tokio::runtime::Handle,
 ) -> Result<MeshFlightSqlService, GatewayError> {
-    let mesh = load_and_check(dir, registry).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let mesh =
+        load_and_check(dir, registry).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let engine = build_engine(mesh, registry, opts).await?;
     Ok(MeshFlightSqlService::new(engine, opts.flight.clone(), exec))
 }
@@ -105,6 +119,8 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Gateway
     let l = TcpListener::bind(addr)
         .await
         .map_err(|e| GatewayError::Unavailable(format!("cannot listen on {addr}: {e}")))?;
-    let local = l.local_addr().map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+    let local = l
+        .local_addr()
+        .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
     Ok((l, local))
 }

@@ -5,8 +5,11 @@ use std::path::Path;
 #[test]
 fn generated_code_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fds = protox::compile([root.join("proto/meshgate/v1/tickets.proto")], [root.join("proto")])
-        .expect("the .proto files compile");
+    let fds = protox::compile(
+        [root.join("proto/meshgate/v1/tickets.proto")],
+        [root.join("proto")],
+    )
+    .expect("the .proto files compile");
     let out = tempfile::tempdir().expect("temp dir");
     prost_build::Config::new()
         .out_dir(out.path())

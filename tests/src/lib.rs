@@ -10,7 +10,9 @@ use arrow_flight::FlightInfo;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -35,8 +37,11 @@ pub const TPCH_PORTS: &[(&str, &str)] = &[
 
 /// The TPC-H query `name` (e.g. `q05`) with mesh table names.
 pub fn tpch_query(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch").join(format!("{name}.sql"));
-    let mut sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tpch")
+        .join(format!("{name}.sql"));
+    let mut sql =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (placeholder, port) in TPCH_PORTS {
         sql = sql.replace(&format!("{{{placeholder}}}"), port);
     }
@@ -49,7 +54,12 @@ pub fn tpch_query_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("tests/tpch")
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".sql")).map(String::from))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".sql"))
+                .map(String::from)
+        })
         .collect();
     names.sort();
     names
@@ -84,10 +94,17 @@ impl TestGateway {
 
     /// Starts a gateway over `dir` with `opts`.
     pub async fn start_with(dir: &Path, opts: GatewayOptions) -> Self {
-        let service = service_for_dir(dir, &default_registry(), &opts, tokio::runtime::Handle::current())
+        let service = service_for_dir(
+            dir,
+            &default_registry(),
+            &opts,
+            tokio::runtime::Handle::current(),
+        )
+        .await
+        .expect("gateway starts");
+        let (listener, addr) = bind("127.0.0.1:0".parse().expect("addr"))
             .await
-            .expect("gateway starts");
-        let (listener, addr) = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+            .expect("bind");
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let _ = serve(listener, service, async {
@@ -95,7 +112,10 @@ impl TestGateway {
             })
             .await;
         });
-        Self { addr, shutdown: Some(tx) }
+        Self {
+            addr,
+            shutdown: Some(tx),
+        }
     }
 
     /// A Flight SQL client that did a handshake.
@@ -120,10 +140,15 @@ impl Drop for TestGateway {
 }
 
 /// Fetches every endpoint of `info`.
-pub async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Result<Vec<RecordBatch>, tonic::Status> {
+pub async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
     let mut out = Vec::new();
     for ep in info.endpoint {
-        let ticket = ep.ticket.ok_or_else(|| tonic::Status::internal("endpoint without ticket"))?;
+        let ticket = ep
+            .ticket
+            .ok_or_else(|| tonic::Status::internal("endpoint without ticket"))?;
         let stream = client.do_get(ticket).await.map_err(to_status)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(to_status)?;
         out.extend(batches);
@@ -132,8 +157,14 @@ pub async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInf
 }
 
 /// Runs `sql` as a statement and fetches the result.
-pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
-    let info = client.execute(sql.to_string(), None).await.map_err(to_status)?;
+pub async fn query(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(to_status)?;
     fetch(client, info).await
 }
 
@@ -148,7 +179,12 @@ pub fn to_status(e: arrow_flight::error::FlightError) -> tonic::Status {
 /// Rows of `batches` as sorted text lines, for order-insensitive comparison.
 pub fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
     let text = pretty_format_batches(batches).expect("format").to_string();
-    let mut lines: Vec<String> = text.lines().skip(3).filter(|l| !l.starts_with('+')).map(String::from).collect();
+    let mut lines: Vec<String> = text
+        .lines()
+        .skip(3)
+        .filter(|l| !l.starts_with('+'))
+        .map(String::from)
+        .collect();
     lines.sort();
     lines
 }
@@ -168,7 +204,9 @@ fn mem_table(batches: Vec<RecordBatch>) -> Arc<MemTable> {
 pub fn reference_context() -> SessionContext {
     use tpchgen::generators::*;
     use tpchgen_arrow::*;
-    fn all<I: Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>>(it: I) -> Vec<RecordBatch> {
+    fn all<I: Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>>(
+        it: I,
+    ) -> Vec<RecordBatch> {
         it.collect::<Result<_, _>>().expect("generate")
     }
     let s = TEST_SCALE;
@@ -181,7 +219,8 @@ pub fn reference_context() -> SessionContext {
         });
         let sch = Arc::new(MemorySchemaProvider::new());
         for (name, batches) in tables {
-            sch.register_table(name.to_string(), mem_table(batches)).expect("register");
+            sch.register_table(name.to_string(), mem_table(batches))
+                .expect("register");
         }
         cat.register_schema(schema, sch).expect("schema");
     };
@@ -190,16 +229,28 @@ pub fn reference_context() -> SessionContext {
         "orders",
         vec![
             ("orders", all(OrderArrow::new(OrderGenerator::new(s, 1, 1)))),
-            ("lineitem", all(LineItemArrow::new(LineItemGenerator::new(s, 1, 1)))),
+            (
+                "lineitem",
+                all(LineItemArrow::new(LineItemGenerator::new(s, 1, 1))),
+            ),
         ],
     );
     add(
         "customers",
         "crm",
         vec![
-            ("customer", all(CustomerArrow::new(CustomerGenerator::new(s, 1, 1)))),
-            ("nation", all(NationArrow::new(NationGenerator::new(s, 1, 1)))),
-            ("region", all(RegionArrow::new(RegionGenerator::new(s, 1, 1)))),
+            (
+                "customer",
+                all(CustomerArrow::new(CustomerGenerator::new(s, 1, 1))),
+            ),
+            (
+                "nation",
+                all(NationArrow::new(NationGenerator::new(s, 1, 1))),
+            ),
+            (
+                "region",
+                all(RegionArrow::new(RegionGenerator::new(s, 1, 1))),
+            ),
         ],
     );
     add(
@@ -207,8 +258,14 @@ pub fn reference_context() -> SessionContext {
         "catalog",
         vec![
             ("part", all(PartArrow::new(PartGenerator::new(s, 1, 1)))),
-            ("supplier", all(SupplierArrow::new(SupplierGenerator::new(s, 1, 1)))),
-            ("partsupp", all(PartSuppArrow::new(PartSuppGenerator::new(s, 1, 1)))),
+            (
+                "supplier",
+                all(SupplierArrow::new(SupplierGenerator::new(s, 1, 1))),
+            ),
+            (
+                "partsupp",
+                all(PartSuppArrow::new(PartSuppGenerator::new(s, 1, 1))),
+            ),
         ],
     );
     ctx

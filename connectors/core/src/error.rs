@@ -34,7 +34,10 @@ pub struct ConnectorError {
 impl ConnectorError {
     /// An error of `class`.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self { class, message: message.into() }
+        Self {
+            class,
+            message: message.into(),
+        }
     }
 
     /// Wraps this error for DataFusion, keeping it downcastable.

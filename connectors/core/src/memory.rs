@@ -52,7 +52,9 @@ impl ConnectorFactory for MemoryFactory {
         _ctx: SourceContext,
         _options: serde_json::Value,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        Ok(Arc::new(MemoryConnector { tables: self.tables.clone() }))
+        Ok(Arc::new(MemoryConnector {
+            tables: self.tables.clone(),
+        }))
     }
 }
 
@@ -70,10 +72,16 @@ impl Connector for MemoryConnector {
     ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
         let name = port.table.as_deref().unwrap_or_default();
         let batches = self.tables.get(name).ok_or_else(|| {
-            ConnectorError::new(ErrorClass::NotFound, format!("memory table `{name}` does not exist"))
+            ConnectorError::new(
+                ErrorClass::NotFound,
+                format!("memory table `{name}` does not exist"),
+            )
         })?;
         let schema = batches.first().map(RecordBatch::schema).ok_or_else(|| {
-            ConnectorError::new(ErrorClass::InvalidConfig, format!("memory table `{name}` has no batch"))
+            ConnectorError::new(
+                ErrorClass::InvalidConfig,
+                format!("memory table `{name}` has no batch"),
+            )
         })?;
         let table = MemTable::try_new(schema, vec![batches.clone()])
             .map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))?;

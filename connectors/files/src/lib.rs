@@ -40,7 +40,9 @@ use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use meshgate_connector::{
     Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
 };
@@ -78,10 +80,26 @@ struct FormatEntry {
 
 /// The registration list of formats.
 const FORMATS: &[FormatEntry] = &[
-    FormatEntry { name: "parquet", extension: ".parquet", build: |_| Ok(Arc::new(ParquetFormat::default())) },
-    FormatEntry { name: "csv", extension: ".csv", build: build_csv },
-    FormatEntry { name: "json", extension: ".json", build: |_| Ok(Arc::new(JsonFormat::default())) },
-    FormatEntry { name: "arrow", extension: ".arrow", build: |_| Ok(Arc::new(ArrowFormat)) },
+    FormatEntry {
+        name: "parquet",
+        extension: ".parquet",
+        build: |_| Ok(Arc::new(ParquetFormat::default())),
+    },
+    FormatEntry {
+        name: "csv",
+        extension: ".csv",
+        build: build_csv,
+    },
+    FormatEntry {
+        name: "json",
+        extension: ".json",
+        build: |_| Ok(Arc::new(JsonFormat::default())),
+    },
+    FormatEntry {
+        name: "arrow",
+        extension: ".arrow",
+        build: |_| Ok(Arc::new(ArrowFormat)),
+    },
 ];
 
 fn build_csv(o: &FilesPortOptions) -> Result<Arc<dyn FileFormat>, String> {
@@ -89,14 +107,22 @@ fn build_csv(o: &FilesPortOptions) -> Result<Arc<dyn FileFormat>, String> {
     if let Some(d) = &o.delimiter {
         match d.as_bytes() {
             [b] if b.is_ascii() => f = f.with_delimiter(*b),
-            _ => return Err(format!("CSV delimiter must be one ASCII character, got `{d}`")),
+            _ => {
+                return Err(format!(
+                    "CSV delimiter must be one ASCII character, got `{d}`"
+                ))
+            }
         }
     }
     Ok(Arc::new(f))
 }
 
 fn format_names() -> String {
-    FORMATS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+    FORMATS
+        .iter()
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Factory for `kind: files`.
@@ -118,17 +144,30 @@ fn base_url(ctx: &SourceContext, url: &str, probe: bool) -> Result<String, Strin
                 "url `{url}`: only local paths and file:// urls are supported by this build"
             ));
         }
-        return Ok(if url.ends_with('/') { url.to_string() } else { format!("{url}/") });
+        return Ok(if url.ends_with('/') {
+            url.to_string()
+        } else {
+            format!("{url}/")
+        });
     }
-    let path = if Path::new(url).is_absolute() { PathBuf::from(url) } else { ctx.base_dir.join(url) };
+    let path = if Path::new(url).is_absolute() {
+        PathBuf::from(url)
+    } else {
+        ctx.base_dir.join(url)
+    };
     if !probe {
-        let abs = std::path::absolute(&path).map_err(|e| format!("invalid path `{}`: {e}", path.display()))?;
+        let abs = std::path::absolute(&path)
+            .map_err(|e| format!("invalid path `{}`: {e}", path.display()))?;
         return url::Url::from_directory_path(&abs)
             .map(String::from)
             .map_err(|()| format!("`{}` cannot be written as a file:// url", abs.display()));
     }
-    let path = std::fs::canonicalize(&path)
-        .map_err(|e| format!("directory `{}` does not exist or cannot be read: {e}", path.display()))?;
+    let path = std::fs::canonicalize(&path).map_err(|e| {
+        format!(
+            "directory `{}` does not exist or cannot be read: {e}",
+            path.display()
+        )
+    })?;
     if !path.is_dir() {
         return Err(format!("`{}` is not a directory", path.display()));
     }
@@ -143,27 +182,47 @@ fn port_plan(
     port: &PortRequest,
     probe: bool,
 ) -> Result<(ListingTableUrl, ListingOptions), String> {
-    let location = port.location.as_deref().ok_or("files ports need `location`")?;
+    let location = port
+        .location
+        .as_deref()
+        .ok_or("files ports need `location`")?;
     if location.contains("..") {
-        return Err(format!("location `{location}` must stay below the source url (no `..`)"));
+        return Err(format!(
+            "location `{location}` must stay below the source url (no `..`)"
+        ));
     }
-    let format_name = port.format.as_deref().ok_or_else(|| format!("files ports need `format` ({})", format_names()))?;
+    let format_name = port
+        .format
+        .as_deref()
+        .ok_or_else(|| format!("files ports need `format` ({})", format_names()))?;
     let entry = FORMATS
         .iter()
         .find(|f| f.name == format_name)
-        .ok_or_else(|| format!("unknown format `{format_name}`; expected one of {}", format_names()))?;
+        .ok_or_else(|| {
+            format!(
+                "unknown format `{format_name}`; expected one of {}",
+                format_names()
+            )
+        })?;
     let port_opts: FilesPortOptions = if port.options.is_null() {
         FilesPortOptions::default()
     } else {
-        serde_json::from_value(port.options.clone()).map_err(|e| format!("invalid port options: {e}"))?
+        serde_json::from_value(port.options.clone())
+            .map_err(|e| format!("invalid port options: {e}"))?
     };
     let format = (entry.build)(&port_opts)?;
     let base = base_url(ctx, &opts.url, probe)?;
     let location = location.trim_start_matches('/');
     let is_glob = location.contains(['*', '?', '[']);
-    let local = url::Url::parse(&base).ok().and_then(|u| u.to_file_path().ok()).map(|p| p.join(location));
+    let local = url::Url::parse(&base)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .map(|p| p.join(location));
     let mut full = format!("{base}{location}");
-    let mut extension = port_opts.extension.clone().unwrap_or_else(|| entry.extension.to_string());
+    let mut extension = port_opts
+        .extension
+        .clone()
+        .unwrap_or_else(|| entry.extension.to_string());
     if let Some(path) = local.as_ref().filter(|_| probe) {
         if !is_glob {
             if path.is_dir() {
@@ -178,7 +237,8 @@ fn port_plan(
             }
         }
     }
-    let url = ListingTableUrl::parse(&full).map_err(|e| format!("invalid location `{full}`: {e}"))?;
+    let url =
+        ListingTableUrl::parse(&full).map_err(|e| format!("invalid location `{full}`: {e}"))?;
     let listing = ListingOptions::new(format).with_file_extension(extension);
     Ok((url, listing))
 }
@@ -214,8 +274,12 @@ impl ConnectorFactory for FilesFactory {
         ctx: SourceContext,
         options: serde_json::Value,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let opts = Self::parse_options(&options)
-            .map_err(|e| ConnectorError::new(ErrorClass::InvalidConfig, format!("source `{}`: {e}", ctx.name)))?;
+        let opts = Self::parse_options(&options).map_err(|e| {
+            ConnectorError::new(
+                ErrorClass::InvalidConfig,
+                format!("source `{}`: {e}", ctx.name),
+            )
+        })?;
         Ok(Arc::new(FilesConnector { ctx, opts }))
     }
 }
@@ -234,10 +298,20 @@ impl Connector for FilesConnector {
         port: &PortRequest,
     ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
         let err = |class, msg: String| {
-            ConnectorError::new(class, format!("port {} (source `{}`): {msg}", port.display_name, self.ctx.name))
+            ConnectorError::new(
+                class,
+                format!(
+                    "port {} (source `{}`): {msg}",
+                    port.display_name, self.ctx.name
+                ),
+            )
         };
         let (url, listing) = port_plan(&self.ctx, &self.opts, port, true).map_err(|e| {
-            let class = if e.contains("does not exist") { ErrorClass::NotFound } else { ErrorClass::InvalidConfig };
+            let class = if e.contains("does not exist") {
+                ErrorClass::NotFound
+            } else {
+                ErrorClass::InvalidConfig
+            };
             err(class, e)
         })?;
         let partitions = listing
@@ -245,17 +319,25 @@ impl Connector for FilesConnector {
             .await
             .map_err(|e| err(ErrorClass::Unavailable, format!("cannot list files: {e}")))?;
         let listing = listing.with_table_partition_cols(
-            partitions.into_iter().map(|p| (p, DataType::Utf8)).collect(),
+            partitions
+                .into_iter()
+                .map(|p| (p, DataType::Utf8))
+                .collect(),
         );
-        let schema = listing
-            .infer_schema(session, &url)
-            .await
-            .map_err(|e| err(ErrorClass::Data, format!("cannot read the schema of the files: {e}")))?;
+        let schema = listing.infer_schema(session, &url).await.map_err(|e| {
+            err(
+                ErrorClass::Data,
+                format!("cannot read the schema of the files: {e}"),
+            )
+        })?;
         if schema.fields().is_empty() {
             return Err(err(ErrorClass::NotFound, "no files found".to_string()));
         }
-        let config = ListingTableConfig::new(url).with_listing_options(listing).with_schema(schema);
-        let table = ListingTable::try_new(config).map_err(|e| err(ErrorClass::InvalidConfig, e.to_string()))?;
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(listing)
+            .with_schema(schema);
+        let table = ListingTable::try_new(config)
+            .map_err(|e| err(ErrorClass::InvalidConfig, e.to_string()))?;
         Ok(Arc::new(table))
     }
 }

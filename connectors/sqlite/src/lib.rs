@@ -71,9 +71,12 @@ fn default_busy_timeout() -> u64 {
 #[derive(Debug, Default)]
 pub struct SqliteFactory;
 
-fn parse(ctx: &SourceContext, options: &serde_json::Value) -> Result<(SqliteOptions, PathBuf), String> {
-    let opts: SqliteOptions =
-        serde_json::from_value(options.clone()).map_err(|e| format!("invalid sqlite options: {e}"))?;
+fn parse(
+    ctx: &SourceContext,
+    options: &serde_json::Value,
+) -> Result<(SqliteOptions, PathBuf), String> {
+    let opts: SqliteOptions = serde_json::from_value(options.clone())
+        .map_err(|e| format!("invalid sqlite options: {e}"))?;
     let path = ctx.base_dir.join(&opts.path);
     Ok((opts, path))
 }
@@ -89,7 +92,10 @@ fn port_sql(port: &PortRequest) -> Result<String, String> {
 
 /// Quotes `[schema.]table` for SQLite.
 fn quote_table(t: &str) -> String {
-    t.split('.').map(scan::quote_ident).collect::<Vec<_>>().join(".")
+    t.split('.')
+        .map(scan::quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 #[async_trait]
@@ -123,9 +129,17 @@ impl ConnectorFactory for SqliteFactory {
         ctx: SourceContext,
         options: serde_json::Value,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let (opts, path) = parse(&ctx, &options)
-            .map_err(|e| ConnectorError::new(ErrorClass::InvalidConfig, format!("source `{}`: {e}", ctx.name)))?;
-        Ok(Arc::new(SqliteConnector { name: ctx.name, path, busy_timeout_ms: opts.busy_timeout_ms }))
+        let (opts, path) = parse(&ctx, &options).map_err(|e| {
+            ConnectorError::new(
+                ErrorClass::InvalidConfig,
+                format!("source `{}`: {e}", ctx.name),
+            )
+        })?;
+        Ok(Arc::new(SqliteConnector {
+            name: ctx.name,
+            path,
+            busy_timeout_ms: opts.busy_timeout_ms,
+        }))
     }
 }
 

@@ -40,7 +40,11 @@ impl SqliteSource {
         if !self.path.is_file() {
             return Err(ConnectorError::new(
                 ErrorClass::NotFound,
-                format!("sqlite source `{}`: database file `{}` does not exist", self.source_name, self.path.display()),
+                format!(
+                    "sqlite source `{}`: database file `{}` does not exist",
+                    self.source_name,
+                    self.path.display()
+                ),
             ));
         }
         let conn = Connection::open_with_flags(
@@ -50,7 +54,11 @@ impl SqliteSource {
         .map_err(|e| {
             ConnectorError::new(
                 ErrorClass::Unavailable,
-                format!("sqlite source `{}`: cannot open `{}`: {e}", self.source_name, self.path.display()),
+                format!(
+                    "sqlite source `{}`: cannot open `{}`: {e}",
+                    self.source_name,
+                    self.path.display()
+                ),
             )
         })?;
         conn.busy_timeout(std::time::Duration::from_millis(self.busy_timeout_ms))
@@ -69,20 +77,42 @@ pub struct SqliteTable {
 
 impl SqliteTable {
     /// Opens the database once to learn the port's schema.
-    pub async fn open(source: SqliteSource, sql: String, display_name: String) -> Result<Self, ConnectorError> {
+    pub async fn open(
+        source: SqliteSource,
+        sql: String,
+        display_name: String,
+    ) -> Result<Self, ConnectorError> {
         let (src, q) = (source.clone(), sql.clone());
         let schema = tokio::task::spawn_blocking(move || infer_schema(&src, &q, &display_name))
             .await
             .map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))??;
-        Ok(Self { source, sql, schema })
+        Ok(Self {
+            source,
+            sql,
+            schema,
+        })
     }
 }
 
-fn infer_schema(source: &SqliteSource, sql: &str, display_name: &str) -> Result<SchemaRef, ConnectorError> {
+fn infer_schema(
+    source: &SqliteSource,
+    sql: &str,
+    display_name: &str,
+) -> Result<SchemaRef, ConnectorError> {
     let conn = source.open()?;
     let fail = |e: rusqlite::Error| {
-        let class = if e.to_string().contains("no such table") { ErrorClass::NotFound } else { ErrorClass::InvalidConfig };
-        ConnectorError::new(class, format!("port {display_name} (sqlite source `{}`): {e}", source.source_name))
+        let class = if e.to_string().contains("no such table") {
+            ErrorClass::NotFound
+        } else {
+            ErrorClass::InvalidConfig
+        };
+        ConnectorError::new(
+            class,
+            format!(
+                "port {display_name} (sqlite source `{}`): {e}",
+                source.source_name
+            ),
+        )
     };
     let mut stmt = conn.prepare(sql).map_err(fail)?;
     if !stmt.readonly() {
@@ -93,7 +123,6 @@ fn infer_schema(source: &SqliteSource, sql: &str, display_name: &str) -> Result<
     }
     let decls: Vec<(String, Option<DataType>)> = stmt
         .columns()
-
         .map(|c| (c.name().to_string(), c.decl_type().map(arrow_type_for_decl)))
         .collect();
     let mut fields = Vec::with_capacity(decls.len());
@@ -109,7 +138,11 @@ fn infer_schema(source: &SqliteSource, sql: &str, display_name: &str) -> Result<
             fields.push(Field::new(name, t, true));
         }
     } else {
-        fields.extend(decls.into_iter().map(|(n, t)| Field::new(n, t.unwrap_or(DataType::Utf8), true)));
+        fields.extend(
+            decls
+                .into_iter()
+                .map(|(n, t)| Field::new(n, t.unwrap_or(DataType::Utf8), true)),
+        );
     }
     Ok(Arc::new(Schema::new(fields)))
 }
@@ -138,14 +171,30 @@ impl TableProvider for SqliteTable {
         let cols = if schema.fields().is_empty() {
             "1".to_string()
         } else {
-            schema.fields().iter().map(|f| quote_ident(f.name())).collect::<Vec<_>>().join(", ")
+            schema
+                .fields()
+                .iter()
+                .map(|f| quote_ident(f.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let mut sql = format!("SELECT {cols} FROM ({}) AS t", self.sql);
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {n}"));
         }
-        let part = SqliteScan { source: self.source.clone(), sql, schema: Arc::clone(&schema) };
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(part)], None, vec![], false, None)?))
+        let part = SqliteScan {
+            source: self.source.clone(),
+            sql,
+            schema: Arc::clone(&schema),
+        };
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(part)],
+            None,
+            vec![],
+            false,
+            None,
+        )?))
     }
 }
 
@@ -166,22 +215,36 @@ impl PartitionStream for SqliteScan {
         let batch_size = ctx.session_config().batch_size();
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
         let tx = builder.tx();
-        let (source, sql, schema) = (self.source.clone(), self.sql.clone(), Arc::clone(&self.schema));
+        let (source, sql, schema) = (
+            self.source.clone(),
+            self.sql.clone(),
+            Arc::clone(&self.schema),
+        );
         builder.spawn_blocking(move || {
             let conn = source.open().map_err(ConnectorError::into_datafusion)?;
             let ext = |e: rusqlite::Error| {
-                ConnectorError::new(ErrorClass::Unavailable, format!("sqlite source `{}`: {e}", source.source_name))
-                    .into_datafusion()
+                ConnectorError::new(
+                    ErrorClass::Unavailable,
+                    format!("sqlite source `{}`: {e}", source.source_name),
+                )
+                .into_datafusion()
             };
             let mut stmt = conn.prepare(&sql).map_err(ext)?;
             let mut rows = stmt.query([]).map_err(ext)?;
-            let mut builders: Vec<ColumnBuilder> =
-                schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type(), batch_size)).collect();
+            let mut builders: Vec<ColumnBuilder> = schema
+                .fields()
+                .iter()
+                .map(|f| ColumnBuilder::new(f.data_type(), batch_size))
+                .collect();
             let mut n = 0usize;
             let flush = |builders: &mut Vec<ColumnBuilder>, n: usize| -> Result<RecordBatch> {
                 let cols = builders.iter_mut().map(ColumnBuilder::finish).collect();
                 let opts = RecordBatchOptions::new().with_row_count(Some(n));
-                Ok(RecordBatch::try_new_with_options(Arc::clone(&schema), cols, &opts)?)
+                Ok(RecordBatch::try_new_with_options(
+                    Arc::clone(&schema),
+                    cols,
+                    &opts,
+                )?)
             };
             while let Some(row) = rows.next().map_err(ext)? {
                 for (i, b) in builders.iter_mut().enumerate() {

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder,
-    StringBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
 };
 use datafusion::arrow::datatypes::DataType;
 use rusqlite::types::ValueRef;
@@ -20,9 +19,11 @@ pub fn arrow_type_for_decl(decl: &str) -> DataType {
         DataType::Utf8
     } else if d.contains("BLOB") {
         DataType::Binary
-    } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
-        DataType::Float64
-    } else if d.contains("DEC") || d.contains("NUMERIC") {
+    } else if ["REAL", "FLOA", "DOUB", "DEC", "NUMERIC"]
+        .iter()
+        .any(|k| d.contains(k))
+    {
+        // SQLite stores DECIMAL and NUMERIC values as REAL or INTEGER.
         DataType::Float64
     } else {
         // DATE, TIME, DATETIME and anything else SQLite keeps as text.
@@ -79,9 +80,9 @@ impl ColumnBuilder {
             (Self::Int64(b), ValueRef::Integer(i)) => b.append_value(i),
             (Self::Float64(b), ValueRef::Integer(i)) => b.append_value(i as f64),
             (Self::Float64(b), ValueRef::Real(f)) => b.append_value(f),
-            (Self::Utf8(b), ValueRef::Text(t)) => {
-                b.append_value(std::str::from_utf8(t).map_err(|_| "text that is not UTF-8".to_string())?)
-            }
+            (Self::Utf8(b), ValueRef::Text(t)) => b.append_value(
+                std::str::from_utf8(t).map_err(|_| "text that is not UTF-8".to_string())?,
+            ),
             (Self::Utf8(b), ValueRef::Integer(i)) => b.append_value(i.to_string()),
             (Self::Utf8(b), ValueRef::Real(f)) => b.append_value(f.to_string()),
             (Self::Binary(b), ValueRef::Blob(x)) => b.append_value(x),

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use arrow_flight::sql::metadata::GetTablesBuilder;
 use arrow_flight::sql::{
     CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
     CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetTables,
 };
-use arrow_flight::sql::metadata::GetTablesBuilder;
 use datafusion::arrow::array::{ArrayRef, Int32Builder, RecordBatch, StringBuilder, UInt8Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
@@ -28,7 +28,10 @@ pub(crate) fn catalogs(catalog: &MeshCatalog) -> Result<RecordBatch, GatewayErro
     Ok(b.build()?)
 }
 
-pub(crate) fn schemas(catalog: &MeshCatalog, cmd: CommandGetDbSchemas) -> Result<RecordBatch, GatewayError> {
+pub(crate) fn schemas(
+    catalog: &MeshCatalog,
+    cmd: CommandGetDbSchemas,
+) -> Result<RecordBatch, GatewayError> {
     let mut b = cmd.into_builder();
     for d in catalog.mesh.domains.values() {
         for p in d.products.keys() {
@@ -38,7 +41,10 @@ pub(crate) fn schemas(catalog: &MeshCatalog, cmd: CommandGetDbSchemas) -> Result
     Ok(b.build()?)
 }
 
-pub(crate) fn tables(catalog: &MeshCatalog, cmd: CommandGetTables) -> Result<RecordBatch, GatewayError> {
+pub(crate) fn tables(
+    catalog: &MeshCatalog,
+    cmd: CommandGetTables,
+) -> Result<RecordBatch, GatewayError> {
     let mut b: GetTablesBuilder = cmd.into_builder();
     for ((d, p, t), port) in &catalog.ports {
         let schema = wire_schema(&port.table.schema());
@@ -86,7 +92,10 @@ fn matches(filter: &Option<String>, value: &str) -> bool {
     filter.as_deref().is_none_or(|f| f == value)
 }
 
-pub(crate) fn primary_keys(catalog: &MeshCatalog, cmd: &CommandGetPrimaryKeys) -> Result<RecordBatch, GatewayError> {
+pub(crate) fn primary_keys(
+    catalog: &MeshCatalog,
+    cmd: &CommandGetPrimaryKeys,
+) -> Result<RecordBatch, GatewayError> {
     let (mut c, mut s, mut t, mut col, mut name, mut seq) = (
         StringBuilder::new(),
         StringBuilder::new(),
@@ -136,8 +145,18 @@ fn all_foreign_keys(catalog: &MeshCatalog) -> Vec<FkRow> {
         for (n, fk) in port.foreign_keys.iter().enumerate() {
             for (i, (fc, pc)) in fk.columns.iter().zip(&fk.referenced_columns).enumerate() {
                 rows.push(FkRow {
-                    pk: (fk.references.0.to_string(), fk.references.1.to_string(), fk.references.2.to_string(), pc.clone()),
-                    fk: (d.name.to_string(), p.name.to_string(), port.name.to_string(), fc.clone()),
+                    pk: (
+                        fk.references.0.to_string(),
+                        fk.references.1.to_string(),
+                        fk.references.2.to_string(),
+                        pc.clone(),
+                    ),
+                    fk: (
+                        d.name.to_string(),
+                        p.name.to_string(),
+                        port.name.to_string(),
+                        fc.clone(),
+                    ),
                     seq: i as i32 + 1,
                     name: format!("{}_fk{}", port.name, n + 1),
                 });
@@ -149,10 +168,20 @@ fn all_foreign_keys(catalog: &MeshCatalog) -> Vec<FkRow> {
 
 fn fk_batch(rows: Vec<FkRow>) -> Result<RecordBatch, GatewayError> {
     let mut b: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
-    let (mut seq, mut fkn, mut pkn, mut upd, mut del) =
-        (Int32Builder::new(), StringBuilder::new(), StringBuilder::new(), UInt8Builder::new(), UInt8Builder::new());
+    let (mut seq, mut fkn, mut pkn, mut upd, mut del) = (
+        Int32Builder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        UInt8Builder::new(),
+        UInt8Builder::new(),
+    );
     for r in rows {
-        for (i, v) in [&r.pk.0, &r.pk.1, &r.pk.2, &r.pk.3, &r.fk.0, &r.fk.1, &r.fk.2, &r.fk.3].into_iter().enumerate() {
+        for (i, v) in [
+            &r.pk.0, &r.pk.1, &r.pk.2, &r.pk.3, &r.fk.0, &r.fk.1, &r.fk.2, &r.fk.3,
+        ]
+        .into_iter()
+        .enumerate()
+        {
             b[i].append_value(v);
         }
         seq.append_value(r.seq);
@@ -162,7 +191,10 @@ fn fk_batch(rows: Vec<FkRow>) -> Result<RecordBatch, GatewayError> {
         upd.append_value(3);
         del.append_value(3);
     }
-    let mut cols: Vec<ArrayRef> = b.iter_mut().map(|x| Arc::new(x.finish()) as ArrayRef).collect();
+    let mut cols: Vec<ArrayRef> = b
+        .iter_mut()
+        .map(|x| Arc::new(x.finish()) as ArrayRef)
+        .collect();
     cols.push(Arc::new(seq.finish()));
     cols.push(Arc::new(fkn.finish()));
     cols.push(Arc::new(pkn.finish()));
@@ -171,11 +203,19 @@ fn fk_batch(rows: Vec<FkRow>) -> Result<RecordBatch, GatewayError> {
     Ok(RecordBatch::try_new(foreign_keys_result_schema(), cols)?)
 }
 
-fn side_matches(side: &(String, String, String, String), c: &Option<String>, s: &Option<String>, t: &str) -> bool {
+fn side_matches(
+    side: &(String, String, String, String),
+    c: &Option<String>,
+    s: &Option<String>,
+    t: &str,
+) -> bool {
     matches(c, &side.0) && matches(s, &side.1) && side.2 == t
 }
 
-pub(crate) fn imported_keys(catalog: &MeshCatalog, cmd: &CommandGetImportedKeys) -> Result<RecordBatch, GatewayError> {
+pub(crate) fn imported_keys(
+    catalog: &MeshCatalog,
+    cmd: &CommandGetImportedKeys,
+) -> Result<RecordBatch, GatewayError> {
     let rows = all_foreign_keys(catalog)
         .into_iter()
         .filter(|r| side_matches(&r.fk, &cmd.catalog, &cmd.db_schema, &cmd.table))
@@ -183,7 +223,10 @@ pub(crate) fn imported_keys(catalog: &MeshCatalog, cmd: &CommandGetImportedKeys)
     fk_batch(rows)
 }
 
-pub(crate) fn exported_keys(catalog: &MeshCatalog, cmd: &CommandGetExportedKeys) -> Result<RecordBatch, GatewayError> {
+pub(crate) fn exported_keys(
+    catalog: &MeshCatalog,
+    cmd: &CommandGetExportedKeys,
+) -> Result<RecordBatch, GatewayError> {
     let rows = all_foreign_keys(catalog)
         .into_iter()
         .filter(|r| side_matches(&r.pk, &cmd.catalog, &cmd.db_schema, &cmd.table))
@@ -191,7 +234,10 @@ pub(crate) fn exported_keys(catalog: &MeshCatalog, cmd: &CommandGetExportedKeys)
     fk_batch(rows)
 }
 
-pub(crate) fn cross_reference(catalog: &MeshCatalog, cmd: &CommandGetCrossReference) -> Result<RecordBatch, GatewayError> {
+pub(crate) fn cross_reference(
+    catalog: &MeshCatalog,
+    cmd: &CommandGetCrossReference,
+) -> Result<RecordBatch, GatewayError> {
     let rows = all_foreign_keys(catalog)
         .into_iter()
         .filter(|r| {

@@ -16,16 +16,17 @@ use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionClosePreparedStatementRequest,
-    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetCatalogs,
-    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
-    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandStatementQuery, CommandStatementSubstraitPlan, DoPutPreparedStatementResult,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionBeginTransactionRequest, ActionBeginTransactionResult,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementQuery, CommandStatementSubstraitPlan,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket,
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
@@ -81,7 +82,10 @@ struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("settings", &self.settings).field("prepared", &self.prepared).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("settings", &self.settings)
+            .field("prepared", &self.prepared)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +95,8 @@ pub struct MeshFlightSqlService {
     state: Arc<State>,
 }
 
-type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+type DoGetStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
 fn schema_bytes(schema: &Schema) -> Result<Vec<u8>, GatewayError> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
@@ -122,7 +127,11 @@ fn batch_from_ipc(bytes: &[u8]) -> Result<Option<RecordBatch>, GatewayError> {
 
 impl MeshFlightSqlService {
     /// A service over `engine`; queries execute on `exec` (a runtime apart from gRPC I/O).
-    pub fn new(engine: Arc<QueryEngine>, settings: FlightSettings, exec: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        engine: Arc<QueryEngine>,
+        settings: FlightSettings,
+        exec: tokio::runtime::Handle,
+    ) -> Self {
         let session = engine.session();
         let state = State {
             sql_info: sql_info::sql_info_data(&session),
@@ -133,7 +142,9 @@ impl MeshFlightSqlService {
             settings,
             exec,
         };
-        Self { state: Arc::new(state) }
+        Self {
+            state: Arc::new(state),
+        }
     }
 
     /// The engine serving now.
@@ -146,7 +157,12 @@ impl MeshFlightSqlService {
         *self.state.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
     }
 
-    fn flight_info(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, GatewayError> {
+    fn flight_info(
+        &self,
+        schema: &Schema,
+        ticket: Vec<u8>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, GatewayError> {
         // One endpoint with no location: "this server", whatever address the client used.
         let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
         Ok(FlightInfo::new()
@@ -157,9 +173,18 @@ impl MeshFlightSqlService {
             .with_total_bytes(-1))
     }
 
-    fn metadata_info(&self, cmd: impl ProstMessageExt, schema: SchemaRef, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    fn metadata_info(
+        &self,
+        cmd: impl ProstMessageExt,
+        schema: SchemaRef,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let ticket = cmd.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+        Ok(Response::new(self.flight_info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
     }
 
     fn stream_batch(&self, batch: RecordBatch) -> Response<DoGetStream> {
@@ -173,7 +198,12 @@ impl MeshFlightSqlService {
     }
 
     /// Plans `sql` with `params` and signs a ticket for it.
-    async fn statement_info(&self, sql: &str, params: Option<RecordBatch>, descriptor: FlightDescriptor) -> Result<FlightInfo, GatewayError> {
+    async fn statement_info(
+        &self,
+        sql: &str,
+        params: Option<RecordBatch>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, GatewayError> {
         let values = match &params {
             Some(b) => params_from_batch(b)?,
             None => vec![],
@@ -188,13 +218,21 @@ impl MeshFlightSqlService {
             issued_at_ms: now_ms(),
         };
         let handle = self.state.signer.sign(BlobKind::Ticket, &ticket);
-        let ticket = TicketStatementQuery { statement_handle: handle.into() }.as_any().encode_to_vec();
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into(),
+        }
+        .as_any()
+        .encode_to_vec();
         self.flight_info(&planned.wire_schema, ticket, descriptor)
     }
 
     /// Plans and streams a query; execution runs on the execution runtime and stops when the
     /// client drops the stream.
-    async fn run(&self, sql: &str, params: Option<RecordBatch>) -> Result<Response<DoGetStream>, GatewayError> {
+    async fn run(
+        &self,
+        sql: &str,
+        params: Option<RecordBatch>,
+    ) -> Result<Response<DoGetStream>, GatewayError> {
         let values = match &params {
             Some(b) => params_from_batch(b)?,
             None => vec![],
@@ -230,7 +268,8 @@ impl MeshFlightSqlService {
             }
             tracing::info!(sql = %sql_for_log, rows, ok, elapsed_ms = started.elapsed().as_millis() as u64, "query finished");
         });
-        let batches = tokio_stream::wrappers::ReceiverStream::new(rx).map_err(|s| FlightError::Tonic(Box::new(s)));
+        let batches = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map_err(|s| FlightError::Tonic(Box::new(s)));
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .with_max_flight_data_size(self.state.settings.max_message_bytes)
@@ -255,21 +294,30 @@ impl FlightSqlService for MeshFlightSqlService {
     async fn do_handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
         // Authentication arrives with the security work; until then any credentials (or none)
         // are accepted and a session token is returned the way every client expects it.
         if let Some(v) = request.metadata().get("authorization") {
             let v = v.to_str().unwrap_or_default();
             if !(v.starts_with("Basic ") || v.starts_with("Bearer ")) {
-                return Err(Status::unauthenticated("unsupported authorization scheme: use Basic or Bearer"));
+                return Err(Status::unauthenticated(
+                    "unsupported authorization scheme: use Basic or Bearer",
+                ));
             }
         }
         let token = bearer_token();
-        let response = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
         let stream: Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>> =
             Box::pin(futures::stream::iter([Ok(response)]));
         let mut resp = Response::new(stream);
-        let header = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| Status::internal("token encoding"))?;
+        let header = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| Status::internal("token encoding"))?;
         resp.metadata_mut().insert("authorization", header);
         Ok(resp)
     }
@@ -279,7 +327,9 @@ impl FlightSqlService for MeshFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = self.statement_info(&query.query, None, request.into_inner()).await?;
+        let info = self
+            .statement_info(&query.query, None, request.into_inner())
+            .await?;
         Ok(Response::new(info))
     }
 
@@ -298,110 +348,209 @@ impl FlightSqlService for MeshFlightSqlService {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = self.prepared_handle(&cmd.prepared_statement_handle)?;
         let params = self.state.prepared.params(&handle.id)?;
-        let info = self.statement_info(&handle.sql, params, request.into_inner()).await?;
+        let info = self
+            .statement_info(&handle.sql, params, request.into_inner())
+            .await?;
         Ok(Response::new(info))
     }
 
-    async fn get_flight_info_catalogs(&self, q: CommandGetCatalogs, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_catalogs(
+        &self,
+        q: CommandGetCatalogs,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = q.into_builder().schema();
+        self.metadata_info(q, schema, r)
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        q: CommandGetDbSchemas,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder().schema();
         self.metadata_info(q, schema, r)
     }
 
-    async fn get_flight_info_schemas(&self, q: CommandGetDbSchemas, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_tables(
+        &self,
+        q: CommandGetTables,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder().schema();
         self.metadata_info(q, schema, r)
     }
 
-    async fn get_flight_info_tables(&self, q: CommandGetTables, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        let schema = q.clone().into_builder().schema();
+    async fn get_flight_info_table_types(
+        &self,
+        q: CommandGetTableTypes,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = q.into_builder().schema();
         self.metadata_info(q, schema, r)
     }
 
-    async fn get_flight_info_table_types(&self, q: CommandGetTableTypes, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        let schema = q.clone().into_builder().schema();
-        self.metadata_info(q, schema, r)
-    }
-
-    async fn get_flight_info_sql_info(&self, q: CommandGetSqlInfo, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_sql_info(
+        &self,
+        q: CommandGetSqlInfo,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder(&self.state.sql_info).schema();
         self.metadata_info(q, schema, r)
     }
 
-    async fn get_flight_info_primary_keys(&self, q: CommandGetPrimaryKeys, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_primary_keys(
+        &self,
+        q: CommandGetPrimaryKeys,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, primary_keys_result_schema(), r)
     }
 
-    async fn get_flight_info_exported_keys(&self, q: CommandGetExportedKeys, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_exported_keys(
+        &self,
+        q: CommandGetExportedKeys,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, foreign_keys_result_schema(), r)
     }
 
-    async fn get_flight_info_imported_keys(&self, q: CommandGetImportedKeys, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_imported_keys(
+        &self,
+        q: CommandGetImportedKeys,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, foreign_keys_result_schema(), r)
     }
 
-    async fn get_flight_info_cross_reference(&self, q: CommandGetCrossReference, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_cross_reference(
+        &self,
+        q: CommandGetCrossReference,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, foreign_keys_result_schema(), r)
     }
 
-    async fn get_flight_info_xdbc_type_info(&self, q: CommandGetXdbcTypeInfo, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        let schema = q.clone().into_builder(&self.state.xdbc).schema();
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        q: CommandGetXdbcTypeInfo,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = q.into_builder(&self.state.xdbc).schema();
         self.metadata_info(q, schema, r)
     }
 
-    async fn do_get_statement(&self, ticket: TicketStatementQuery, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        let t: StatementTicket = self.state.signer.verify(BlobKind::Ticket, &ticket.statement_handle)?;
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let t: StatementTicket = self
+            .state
+            .signer
+            .verify(BlobKind::Ticket, &ticket.statement_handle)?;
         self.state.signer.check_fresh(t.issued_at_ms)?;
         let params = batch_from_ipc(&t.parameters)?;
         Ok(self.run(&t.sql, params).await?)
     }
 
-    async fn do_get_prepared_statement(&self, cmd: CommandPreparedStatementQuery, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let handle = self.prepared_handle(&cmd.prepared_statement_handle)?;
         let params = self.state.prepared.params(&handle.id)?;
         Ok(self.run(&handle.sql, params).await?)
     }
 
-    async fn do_get_catalogs(&self, _q: CommandGetCatalogs, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_catalogs(
+        &self,
+        _q: CommandGetCatalogs,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         Ok(self.stream_batch(metadata::catalogs(self.engine().catalog())?))
     }
 
-    async fn do_get_schemas(&self, q: CommandGetDbSchemas, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_schemas(
+        &self,
+        q: CommandGetDbSchemas,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         Ok(self.stream_batch(metadata::schemas(self.engine().catalog(), q)?))
     }
 
-    async fn do_get_tables(&self, q: CommandGetTables, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_tables(
+        &self,
+        q: CommandGetTables,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         Ok(self.stream_batch(metadata::tables(self.engine().catalog(), q)?))
     }
 
-    async fn do_get_table_types(&self, q: CommandGetTableTypes, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_table_types(
+        &self,
+        q: CommandGetTableTypes,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let mut b = q.into_builder();
         b.append(TABLE_TYPE);
         Ok(self.stream_batch(b.build().map_err(GatewayError::from)?))
     }
 
-    async fn do_get_sql_info(&self, q: CommandGetSqlInfo, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        let batch = q.into_builder(&self.state.sql_info).build().map_err(GatewayError::from)?;
+    async fn do_get_sql_info(
+        &self,
+        q: CommandGetSqlInfo,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = q
+            .into_builder(&self.state.sql_info)
+            .build()
+            .map_err(GatewayError::from)?;
         Ok(self.stream_batch(batch))
     }
 
-    async fn do_get_primary_keys(&self, q: CommandGetPrimaryKeys, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_primary_keys(
+        &self,
+        q: CommandGetPrimaryKeys,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         Ok(self.stream_batch(metadata::primary_keys(self.engine().catalog(), &q)?))
     }
 
-    async fn do_get_exported_keys(&self, q: CommandGetExportedKeys, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_exported_keys(
+        &self,
+        q: CommandGetExportedKeys,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         Ok(self.stream_batch(metadata::exported_keys(self.engine().catalog(), &q)?))
     }
 
-    async fn do_get_imported_keys(&self, q: CommandGetImportedKeys, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_imported_keys(
+        &self,
+        q: CommandGetImportedKeys,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         Ok(self.stream_batch(metadata::imported_keys(self.engine().catalog(), &q)?))
     }
 
-    async fn do_get_cross_reference(&self, q: CommandGetCrossReference, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_cross_reference(
+        &self,
+        q: CommandGetCrossReference,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         Ok(self.stream_batch(metadata::cross_reference(self.engine().catalog(), &q)?))
     }
 
-    async fn do_get_xdbc_type_info(&self, q: CommandGetXdbcTypeInfo, _r: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        let batch = q.into_builder(&self.state.xdbc).build().map_err(GatewayError::from)?;
+    async fn do_get_xdbc_type_info(
+        &self,
+        q: CommandGetXdbcTypeInfo,
+        _r: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = q
+            .into_builder(&self.state.xdbc)
+            .build()
+            .map_err(GatewayError::from)?;
         Ok(self.stream_batch(batch))
     }
 
@@ -411,22 +560,33 @@ impl FlightSqlService for MeshFlightSqlService {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = self.prepared_handle(&cmd.prepared_statement_handle)?;
-        let flight = request.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
-        let mut batches = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight);
+        let flight = request
+            .into_inner()
+            .map_err(|s| FlightError::Tonic(Box::new(s)));
+        let mut batches =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight);
         let mut last = None;
         while let Some(b) = batches.next().await {
-            let b = b.map_err(|e| GatewayError::BadRequest(format!("cannot read the parameter batch: {e}")))?;
+            let b = b.map_err(|e| {
+                GatewayError::BadRequest(format!("cannot read the parameter batch: {e}"))
+            })?;
             if b.num_rows() > 0 {
                 if last.is_some() {
-                    return Err(GatewayError::BadRequest("bind one row of parameters per execution".into()).into());
+                    return Err(GatewayError::BadRequest(
+                        "bind one row of parameters per execution".into(),
+                    )
+                    .into());
                 }
                 last = Some(b);
             }
         }
-        let batch = last.ok_or_else(|| GatewayError::BadRequest("no parameter values were sent".into()))?;
+        let batch =
+            last.ok_or_else(|| GatewayError::BadRequest("no parameter values were sent".into()))?;
         params_from_batch(&batch)?;
         self.state.prepared.bind(&handle.id, batch)?;
-        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(cmd.prepared_statement_handle) })
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(cmd.prepared_statement_handle),
+        })
     }
 
     async fn do_action_create_prepared_statement(
@@ -437,9 +597,17 @@ impl FlightSqlService for MeshFlightSqlService {
         let described = self.engine().describe(&query.query).await?;
         let id = uuid::Uuid::new_v4().as_bytes().to_vec();
         self.state.prepared.insert(id.clone());
-        let handle = PreparedStatementHandle { id, sql: query.query, issued_at_ms: now_ms() };
+        let handle = PreparedStatementHandle {
+            id,
+            sql: query.query,
+            issued_at_ms: now_ms(),
+        };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: self.state.signer.sign(BlobKind::PreparedHandle, &handle).into(),
+            prepared_statement_handle: self
+                .state
+                .signer
+                .sign(BlobKind::PreparedHandle, &handle)
+                .into(),
             dataset_schema: schema_bytes(&described.dataset_schema)?.into(),
             parameter_schema: schema_bytes(&described.parameter_schema)?.into(),
         })
@@ -460,11 +628,20 @@ impl FlightSqlService for MeshFlightSqlService {
         _query: ActionBeginTransactionRequest,
         _request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
-        Err(GatewayError::Unimplemented("transactions are not supported: meshgate is read-only".into()).into())
+        Err(GatewayError::Unimplemented(
+            "transactions are not supported: meshgate is read-only".into(),
+        )
+        .into())
     }
 
-    async fn do_action_fallback(&self, request: Request<Action>) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        Err(Status::unimplemented(format!("action `{}` is not supported", request.get_ref().r#type)))
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        Err(Status::unimplemented(format!(
+            "action `{}` is not supported",
+            request.get_ref().r#type
+        )))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

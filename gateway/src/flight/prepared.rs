@@ -26,7 +26,11 @@ pub struct PreparedStore {
 impl PreparedStore {
     /// A store with idle `ttl` and a size cap.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), ttl, max_entries }
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            ttl,
+            max_entries,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
@@ -47,10 +51,22 @@ impl PreparedStore {
         let now = Instant::now();
         m.retain(|_, e| now.duration_since(e.last_used) < self.ttl);
         while m.len() >= self.max_entries {
-            let Some(oldest) = m.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else { break };
+            let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             m.remove(&oldest);
         }
-        m.insert(id, Entry { params: None, last_used: now });
+        m.insert(
+            id,
+            Entry {
+                params: None,
+                last_used: now,
+            },
+        );
     }
 
     /// Binds parameters (replacing earlier ones).

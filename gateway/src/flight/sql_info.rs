@@ -2,29 +2,72 @@
 
 use std::collections::HashMap;
 
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::{
-    Nullable, Searchable, SqlInfo, SqlNullOrdering, SqlOuterJoinsSupportLevel, SqlSupportedCaseSensitivity,
-    SqlSupportedTransaction, SupportedSqlGrammar, XdbcDataType,
+    Nullable, Searchable, SqlInfo, SqlNullOrdering, SqlOuterJoinsSupportLevel,
+    SqlSupportedCaseSensitivity, SqlSupportedTransaction, SupportedSqlGrammar, XdbcDataType,
     XdbcDatetimeSubcode,
 };
 use datafusion::execution::context::SessionState;
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
 
 const NUMERIC: &[&str] = &[
-    "abs", "acos", "asin", "atan", "atan2", "cbrt", "ceil", "cos", "cot", "degrees", "exp", "floor", "gcd", "lcm",
-    "ln", "log", "log10", "log2", "pi", "power", "radians", "random", "round", "signum", "sin", "sqrt", "tan", "trunc",
+    "abs", "acos", "asin", "atan", "atan2", "cbrt", "ceil", "cos", "cot", "degrees", "exp",
+    "floor", "gcd", "lcm", "ln", "log", "log10", "log2", "pi", "power", "radians", "random",
+    "round", "signum", "sin", "sqrt", "tan", "trunc",
 ];
 const STRING: &[&str] = &[
-    "ascii", "btrim", "char_length", "character_length", "chr", "concat", "concat_ws", "initcap", "left", "length",
-    "lower", "lpad", "ltrim", "md5", "octet_length", "regexp_like", "regexp_replace", "repeat", "replace", "reverse",
-    "right", "rpad", "rtrim", "split_part", "starts_with", "strpos", "substr", "substring", "to_hex", "translate",
-    "trim", "upper",
+    "ascii",
+    "btrim",
+    "char_length",
+    "character_length",
+    "chr",
+    "concat",
+    "concat_ws",
+    "initcap",
+    "left",
+    "length",
+    "lower",
+    "lpad",
+    "ltrim",
+    "md5",
+    "octet_length",
+    "regexp_like",
+    "regexp_replace",
+    "repeat",
+    "replace",
+    "reverse",
+    "right",
+    "rpad",
+    "rtrim",
+    "split_part",
+    "starts_with",
+    "strpos",
+    "substr",
+    "substring",
+    "to_hex",
+    "translate",
+    "trim",
+    "upper",
 ];
 const SYSTEM: &[&str] = &["arrow_typeof", "coalesce", "nullif", "nvl", "version"];
 const DATETIME: &[&str] = &[
-    "current_date", "current_time", "date_bin", "date_part", "date_trunc", "from_unixtime", "make_date", "now",
-    "to_char", "to_date", "to_timestamp", "to_timestamp_micros", "to_timestamp_millis", "to_timestamp_seconds",
+    "current_date",
+    "current_time",
+    "date_bin",
+    "date_part",
+    "date_trunc",
+    "from_unixtime",
+    "make_date",
+    "now",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_timestamp_micros",
+    "to_timestamp_millis",
+    "to_timestamp_seconds",
     "to_unixtime",
 ];
 
@@ -48,19 +91,37 @@ pub fn sql_info_data(state: &SessionState) -> SqlInfoData {
     b.append(SqlInfo::FlightSqlServerSubstrait, false);
     b.append(SqlInfo::FlightSqlServerSubstraitMinVersion, "");
     b.append(SqlInfo::FlightSqlServerSubstraitMaxVersion, "");
-    b.append(SqlInfo::FlightSqlServerTransaction, SqlSupportedTransaction::None as i32);
+    b.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::None as i32,
+    );
     b.append(SqlInfo::FlightSqlServerCancel, false);
     b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, false);
     b.append(SqlInfo::SqlDdlTable, false);
-    b.append(SqlInfo::SqlIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32);
+    b.append(
+        SqlInfo::SqlIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
+    );
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityUnknown as i32);
+    b.append(
+        SqlInfo::SqlQuotedIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityUnknown as i32,
+    );
     b.append(SqlInfo::SqlAllTablesAreSelectable, true);
-    b.append(SqlInfo::SqlNullOrdering, SqlNullOrdering::SqlNullsSortedHigh as i32);
-    b.append(SqlInfo::SqlKeywords, ALL_KEYWORDS.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+    b.append(
+        SqlInfo::SqlNullOrdering,
+        SqlNullOrdering::SqlNullsSortedHigh as i32,
+    );
+    b.append(
+        SqlInfo::SqlKeywords,
+        ALL_KEYWORDS
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>(),
+    );
     b.append(SqlInfo::SqlNumericFunctions, present(state, NUMERIC));
     b.append(SqlInfo::SqlStringFunctions, present(state, STRING));
     b.append(SqlInfo::SqlSystemFunctions, present(state, SYSTEM));
@@ -80,13 +141,17 @@ pub fn sql_info_data(state: &SessionState) -> SqlInfoData {
     b.append(SqlInfo::SqlSupportsNonNullableColumns, true);
     b.append(
         SqlInfo::SqlSupportedGrammar,
-        (1 << SupportedSqlGrammar::SqlMinimumGrammar as i32) | (1 << SupportedSqlGrammar::SqlCoreGrammar as i32),
+        (1 << SupportedSqlGrammar::SqlMinimumGrammar as i32)
+            | (1 << SupportedSqlGrammar::SqlCoreGrammar as i32),
     );
     // Bitmask of SupportedAnsi92SqlGrammarLevel (not re-exported by arrow-flight):
     // ANSI92_ENTRY_SQL (0) | ANSI92_INTERMEDIATE_SQL (1).
     b.append(SqlInfo::SqlAnsi92SupportedLevel, 0b11i32);
     b.append(SqlInfo::SqlSupportsIntegrityEnhancementFacility, false);
-    b.append(SqlInfo::SqlOuterJoinsSupportLevel, SqlOuterJoinsSupportLevel::SqlFullOuterJoins as i32);
+    b.append(
+        SqlInfo::SqlOuterJoinsSupportLevel,
+        SqlOuterJoinsSupportLevel::SqlFullOuterJoins as i32,
+    );
     b.append(SqlInfo::SqlSchemaTerm, "product");
     b.append(SqlInfo::SqlProcedureTerm, "procedure");
     b.append(SqlInfo::SqlCatalogTerm, "domain");
@@ -134,11 +199,23 @@ pub fn sql_info_data(state: &SessionState) -> SqlInfoData {
     b.append(SqlInfo::SqlDataDefinitionsInTransactionsIgnored, false);
     // Bitmask of SqlSupportedResultSetType: FORWARD_ONLY (1).
     b.append(SqlInfo::SqlSupportedResultSetTypes, 1i32 << 1);
-    b.append(SqlInfo::SqlSupportedConcurrenciesForResultSetUnspecified, 0i32);
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetUnspecified,
+        0i32,
+    );
     // Bitmask of SqlSupportedResultSetConcurrency: READ_ONLY (1).
-    b.append(SqlInfo::SqlSupportedConcurrenciesForResultSetForwardOnly, 1i32 << 1);
-    b.append(SqlInfo::SqlSupportedConcurrenciesForResultSetScrollSensitive, 0i32);
-    b.append(SqlInfo::SqlSupportedConcurrenciesForResultSetScrollInsensitive, 0i32);
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetForwardOnly,
+        1i32 << 1,
+    );
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetScrollSensitive,
+        0i32,
+    );
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetScrollInsensitive,
+        0i32,
+    );
     b.append(SqlInfo::SqlBatchUpdatesSupported, false);
     b.append(SqlInfo::SqlSavepointsSupported, false);
     b.append(SqlInfo::SqlNamedParametersSupported, false);
@@ -184,7 +261,14 @@ pub fn xdbc_type_info_data() -> XdbcTypeInfoData {
     use XdbcDataType as T;
     b.append(xdbc("BOOLEAN", T::XdbcBit, Some(1), None, false, false));
     b.append(xdbc("TINYINT", T::XdbcTinyint, Some(3), None, false, true));
-    b.append(xdbc("SMALLINT", T::XdbcSmallint, Some(5), None, false, true));
+    b.append(xdbc(
+        "SMALLINT",
+        T::XdbcSmallint,
+        Some(5),
+        None,
+        false,
+        true,
+    ));
     b.append(xdbc("INTEGER", T::XdbcInteger, Some(10), None, false, true));
     b.append(xdbc("BIGINT", T::XdbcBigint, Some(19), None, false, true));
     b.append(xdbc("FLOAT", T::XdbcFloat, Some(7), None, false, true));
@@ -195,10 +279,45 @@ pub fn xdbc_type_info_data() -> XdbcTypeInfoData {
     dec.maximum_scale = Some(38);
     dec.fixed_prec_scale = true;
     b.append(dec);
-    b.append(xdbc("VARCHAR", T::XdbcVarchar, Some(i32::MAX), None, true, false));
-    b.append(xdbc("VARBINARY", T::XdbcVarbinary, Some(i32::MAX), None, false, false));
-    b.append(xdbc("DATE", T::XdbcDate, Some(10), Some(XdbcDatetimeSubcode::XdbcSubcodeYear), false, false));
-    b.append(xdbc("TIME", T::XdbcTime, Some(15), Some(XdbcDatetimeSubcode::XdbcSubcodeTime), false, false));
-    b.append(xdbc("TIMESTAMP", T::XdbcTimestamp, Some(26), Some(XdbcDatetimeSubcode::XdbcSubcodeTimestamp), false, false));
+    b.append(xdbc(
+        "VARCHAR",
+        T::XdbcVarchar,
+        Some(i32::MAX),
+        None,
+        true,
+        false,
+    ));
+    b.append(xdbc(
+        "VARBINARY",
+        T::XdbcVarbinary,
+        Some(i32::MAX),
+        None,
+        false,
+        false,
+    ));
+    b.append(xdbc(
+        "DATE",
+        T::XdbcDate,
+        Some(10),
+        Some(XdbcDatetimeSubcode::XdbcSubcodeYear),
+        false,
+        false,
+    ));
+    b.append(xdbc(
+        "TIME",
+        T::XdbcTime,
+        Some(15),
+        Some(XdbcDatetimeSubcode::XdbcSubcodeTime),
+        false,
+        false,
+    ));
+    b.append(xdbc(
+        "TIMESTAMP",
+        T::XdbcTimestamp,
+        Some(26),
+        Some(XdbcDatetimeSubcode::XdbcSubcodeTimestamp),
+        false,
+        false,
+    ));
     b.build().expect("static XDBC data is well-formed")
 }

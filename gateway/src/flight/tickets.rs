@@ -34,23 +34,32 @@ pub struct TicketSigner {
 
 impl std::fmt::Debug for TicketSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TicketSigner").field("ticket_ttl", &self.ticket_ttl).finish_non_exhaustive()
+        f.debug_struct("TicketSigner")
+            .field("ticket_ttl", &self.ticket_ttl)
+            .finish_non_exhaustive()
     }
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl TicketSigner {
     /// A signer with a random key (tickets do not survive a restart).
     pub fn random(ticket_ttl: Duration) -> Self {
-        Self { key: rand::random(), ticket_ttl }
+        Self {
+            key: rand::random(),
+            ticket_ttl,
+        }
     }
 
     fn mac(&self, kind: BlobKind, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(&[kind as u8]);
         mac.update(payload);
         mac
@@ -69,17 +78,27 @@ impl TicketSigner {
     }
 
     /// Verifies and decodes a blob of `kind`.
-    pub fn verify<M: Message + Default>(&self, kind: BlobKind, blob: &[u8]) -> Result<M, GatewayError> {
+    pub fn verify<M: Message + Default>(
+        &self,
+        kind: BlobKind,
+        blob: &[u8],
+    ) -> Result<M, GatewayError> {
         let what = match kind {
             BlobKind::Ticket => "ticket",
             BlobKind::PreparedHandle => "prepared statement handle",
         };
-        let bad = || GatewayError::BadRequest(format!("invalid {what}: it was not issued by this gateway or was altered"));
+        let bad = || {
+            GatewayError::BadRequest(format!(
+                "invalid {what}: it was not issued by this gateway or was altered"
+            ))
+        };
         if blob.len() < 2 + MAC_LEN || blob[0] != VERSION || blob[1] != kind as u8 {
             return Err(bad());
         }
         let (tag, payload) = blob[2..].split_at(MAC_LEN);
-        self.mac(kind, payload).verify_truncated_left(tag).map_err(|_| bad())?;
+        self.mac(kind, payload)
+            .verify_truncated_left(tag)
+            .map_err(|_| bad())?;
         M::decode(payload).map_err(|_| bad())
     }
 
@@ -103,7 +122,11 @@ mod tests {
     use meshgate_proto::v1::StatementTicket;
 
     fn ticket() -> StatementTicket {
-        StatementTicket { sql: "SELECT 1".into(), parameters: vec![], issued_at_ms: now_ms() }
+        StatementTicket {
+            sql: "SELECT 1".into(),
+            parameters: vec![],
+            issued_at_ms: now_ms(),
+        }
     }
 
     #[test]
@@ -121,7 +144,10 @@ mod tests {
         for i in 0..blob.len() * 8 {
             let mut b = blob.clone();
             b[i / 8] ^= 1 << (i % 8);
-            assert!(s.verify::<StatementTicket>(BlobKind::Ticket, &b).is_err(), "bit {i}");
+            assert!(
+                s.verify::<StatementTicket>(BlobKind::Ticket, &b).is_err(),
+                "bit {i}"
+            );
         }
     }
 
@@ -130,8 +156,12 @@ mod tests {
         let s = TicketSigner::random(Duration::from_secs(60));
         let other = TicketSigner::random(Duration::from_secs(60));
         let blob = s.sign(BlobKind::Ticket, &ticket());
-        assert!(s.verify::<StatementTicket>(BlobKind::PreparedHandle, &blob).is_err());
-        assert!(other.verify::<StatementTicket>(BlobKind::Ticket, &blob).is_err());
+        assert!(s
+            .verify::<StatementTicket>(BlobKind::PreparedHandle, &blob)
+            .is_err());
+        assert!(other
+            .verify::<StatementTicket>(BlobKind::Ticket, &blob)
+            .is_err());
     }
 
     #[test]

@@ -68,24 +68,39 @@ async fn results_follow_the_contract_exactly() {
     let dir = contract_mesh();
     let gw = TestGateway::start(dir.path()).await;
     let mut c = gw.client().await;
-    let b = query(&mut c, "SELECT * FROM ops.events.events ORDER BY id").await.expect("query");
+    let b = query(&mut c, "SELECT * FROM ops.events.events ORDER BY id")
+        .await
+        .expect("query");
     let schema = b[0].schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    assert_eq!(names, ["label", "id", "amount", "when"], "contract order, extra columns hidden");
+    assert_eq!(
+        names,
+        ["label", "id", "amount", "when"],
+        "contract order, extra columns hidden"
+    );
     assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
     assert!(schema.field(0).is_nullable());
     assert_eq!(schema.field(1).data_type(), &DataType::Int32);
     assert!(!schema.field(1).is_nullable());
     assert_eq!(schema.field(2).data_type(), &DataType::Decimal128(10, 2));
-    assert_eq!(schema.field(3).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
+    assert_eq!(
+        schema.field(3).data_type(),
+        &DataType::Timestamp(TimeUnit::Microsecond, None)
+    );
     assert_eq!(row_count(&b), 2);
-    let e = query(&mut c, "SELECT secret FROM ops.events.events").await.expect_err("hidden column");
+    let e = query(&mut c, "SELECT secret FROM ops.events.events")
+        .await
+        .expect_err("hidden column");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     // Without a contract the source schema is served as is.
-    let raw = query(&mut c, "SELECT secret FROM ops.events.raw").await.expect("raw");
+    let raw = query(&mut c, "SELECT secret FROM ops.events.raw")
+        .await
+        .expect("raw");
     assert_eq!(row_count(&raw), 2);
     // Filters on cast columns are evaluated on the contract's values.
-    let f = query(&mut c, "SELECT id FROM ops.events.events WHERE amount > 10").await.expect("filter");
+    let f = query(&mut c, "SELECT id FROM ops.events.events WHERE amount > 10")
+        .await
+        .expect("filter");
     assert_eq!(row_count(&f), 1);
 }
 
@@ -94,11 +109,24 @@ async fn null_in_a_required_column_fails_the_query() {
     let dir = contract_mesh();
     let gw = TestGateway::start(dir.path()).await;
     let mut c = gw.client().await;
-    let e = query(&mut c, "SELECT * FROM ops.events.strict").await.expect_err("null in required");
+    let e = query(&mut c, "SELECT * FROM ops.events.strict")
+        .await
+        .expect_err("null in required");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
-    assert!(e.message().contains("name") && e.message().contains("required"), "{}", e.message());
+    assert!(
+        e.message().contains("name") && e.message().contains("required"),
+        "{}",
+        e.message()
+    );
     // Other columns of the same port still serve.
-    assert_eq!(row_count(&query(&mut c, "SELECT id FROM ops.events.strict").await.expect("ok")), 2);
+    assert_eq!(
+        row_count(
+            &query(&mut c, "SELECT id FROM ops.events.strict")
+                .await
+                .expect("ok")
+        ),
+        2
+    );
 }
 
 #[tokio::test]
@@ -106,9 +134,18 @@ async fn a_port_that_breaks_its_contract_is_unavailable_with_the_reason() {
     let dir = contract_mesh();
     let gw = TestGateway::start(dir.path()).await;
     let mut c = gw.client().await;
-    let e = query(&mut c, "SELECT * FROM ops.events.broken").await.expect_err("broken");
+    let e = query(&mut c, "SELECT * FROM ops.events.broken")
+        .await
+        .expect_err("broken");
     assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
     assert!(e.message().contains("missing_column"), "{}", e.message());
     // The rest of the mesh serves.
-    assert_eq!(row_count(&query(&mut c, "SELECT * FROM ops.events.raw").await.expect("ok")), 2);
+    assert_eq!(
+        row_count(
+            &query(&mut c, "SELECT * FROM ops.events.raw")
+                .await
+                .expect("ok")
+        ),
+        2
+    );
 }

@@ -80,25 +80,43 @@ const REJECTED: &[&str] = &[
 async fn hostile_statements_are_rejected() {
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
-    assert!(REJECTED.len() >= 60, "HARDENING S1 asks for at least 60 statements");
+    assert!(
+        REJECTED.len() >= 60,
+        "HARDENING S1 asks for at least 60 statements"
+    );
     for sql in REJECTED {
         let e = query(&mut c, sql).await.expect_err(sql);
         assert!(
-            matches!(e.code(), tonic::Code::InvalidArgument | tonic::Code::PermissionDenied | tonic::Code::NotFound),
+            matches!(
+                e.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::NotFound
+            ),
             "{sql}: {:?} {}",
             e.code(),
             e.message()
         );
         // Prepared statements go through the same checks.
         if !sql.trim().is_empty() {
-            assert!(c.prepare(sql.to_string(), None).await.is_err(), "prepare {sql}");
+            assert!(
+                c.prepare(sql.to_string(), None).await.is_err(),
+                "prepare {sql}"
+            );
         }
     }
-    for f in ["/tmp/meshgate-copy-test.csv", "/tmp/meshgate-copy-test.parquet", "/tmp/meshgate-insert-test.csv"] {
+    for f in [
+        "/tmp/meshgate-copy-test.csv",
+        "/tmp/meshgate-copy-test.parquet",
+        "/tmp/meshgate-insert-test.csv",
+    ] {
         assert!(!std::path::Path::new(f).exists(), "{f} must not be written");
     }
     // Still serving.
-    assert_eq!(row_count(&query(&mut c, "SELECT 1").await.expect("alive")), 1);
+    assert_eq!(
+        row_count(&query(&mut c, "SELECT 1").await.expect("alive")),
+        1
+    );
 }
 
 fn repeat_join(term: &str, sep: &str, n: usize) -> String {
@@ -110,15 +128,36 @@ async fn deep_and_huge_sql_is_refused_quickly() {
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
     let cases = [
-        ("nesting 10,000", format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000))),
-        ("OR chain 100,000", format!("SELECT 1 WHERE {}", repeat_join("1 = 1", " OR ", 100_000))),
-        ("1+...+1 x 5,000", format!("SELECT {}", repeat_join("1", "+", 5_000))),
-        ("UNION ALL x 5,000", repeat_join("SELECT 1", " UNION ALL ", 5_000)),
+        (
+            "nesting 10,000",
+            format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000)),
+        ),
+        (
+            "OR chain 100,000",
+            format!("SELECT 1 WHERE {}", repeat_join("1 = 1", " OR ", 100_000)),
+        ),
+        (
+            "1+...+1 x 5,000",
+            format!("SELECT {}", repeat_join("1", "+", 5_000)),
+        ),
+        (
+            "UNION ALL x 5,000",
+            repeat_join("SELECT 1", " UNION ALL ", 5_000),
+        ),
         ("2 MiB text", format!("SELECT '{}'", "x".repeat(2 << 20))),
         // Past the gRPC message limit (16 MiB) the transport refuses it with OUT_OF_RANGE.
         ("16 MiB text", format!("SELECT '{}'", "x".repeat(16 << 20))),
-        ("subquery nesting", format!("SELECT {}1{}", "(SELECT ".repeat(200), ")".repeat(200))),
-        ("CASE chain", format!("SELECT CASE {} END", repeat_join("WHEN 1 = 1 THEN 1", " ", 50_000))),
+        (
+            "subquery nesting",
+            format!("SELECT {}1{}", "(SELECT ".repeat(200), ")".repeat(200)),
+        ),
+        (
+            "CASE chain",
+            format!(
+                "SELECT CASE {} END",
+                repeat_join("WHEN 1 = 1 THEN 1", " ", 50_000)
+            ),
+        ),
     ];
     for (name, sql) in cases {
         let started = Instant::now();
@@ -138,14 +177,20 @@ async fn deep_and_huge_sql_is_refused_quickly() {
     let sql = format!("SELECT {} AS s", repeat_join("1", "+", 200));
     let b = query(&mut c, &sql).await.expect("200 terms are fine");
     assert_eq!(row_count(&b), 1);
-    assert_eq!(row_count(&query(&mut c, "SELECT 1").await.expect("alive")), 1);
+    assert_eq!(
+        row_count(&query(&mut c, "SELECT 1").await.expect("alive")),
+        1
+    );
 }
 
 #[tokio::test]
 async fn forged_and_altered_tickets_are_rejected() {
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
-    let info = c.execute("SELECT r_name FROM customers.crm.region".into(), None).await.expect("info");
+    let info = c
+        .execute("SELECT r_name FROM customers.crm.region".into(), None)
+        .await
+        .expect("info");
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
     // The genuine ticket works, twice (tickets are stateless).
     for _ in 0..2 {
@@ -165,7 +210,13 @@ async fn forged_and_altered_tickets_are_rejected() {
     forged.push(b"SELECT * FROM sales.orders.orders".to_vec());
     forged.push(Vec::new());
     for h in forged {
-        let t = Ticket::new(TicketStatementQuery { statement_handle: h.into() }.as_any().encode_to_vec());
+        let t = Ticket::new(
+            TicketStatementQuery {
+                statement_handle: h.into(),
+            }
+            .as_any()
+            .encode_to_vec(),
+        );
         let r = match c.do_get(t).await {
             Ok(s) => s.try_collect::<Vec<_>>().await.map(|_| ()),
             Err(e) => Err(e),
@@ -177,7 +228,9 @@ async fn forged_and_altered_tickets_are_rejected() {
     let r = c.do_get(Ticket::new(b"garbage".to_vec())).await;
     assert!(r.is_err());
     // A prepared statement handle that was never issued.
-    let cmd = CommandPreparedStatementQuery { prepared_statement_handle: b"nope".to_vec().into() };
+    let cmd = CommandPreparedStatementQuery {
+        prepared_statement_handle: b"nope".to_vec().into(),
+    };
     let r = c.do_get(Ticket::new(cmd.as_any().encode_to_vec())).await;
     assert!(r.is_err());
 }

@@ -8,8 +8,8 @@ use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use futures::StreamExt;
 use meshgate_tests::{
-    demo_dir, fetch, query, reference_context, row_count, sorted_rows, tpch_query, tpch_query_names,
-    TestGateway,
+    demo_dir, fetch, query, reference_context, row_count, sorted_rows, tpch_query,
+    tpch_query_names, TestGateway,
 };
 
 #[tokio::test]
@@ -21,8 +21,16 @@ async fn tpch_queries_match_the_generated_data() {
     assert!(names.len() >= 10, "{names:?}");
     for name in names {
         let sql = tpch_query(&name);
-        let got = query(&mut c, &sql).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-        let want = reference.sql(&sql).await.expect("reference plans").collect().await.expect("reference runs");
+        let got = query(&mut c, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = reference
+            .sql(&sql)
+            .await
+            .expect("reference plans")
+            .collect()
+            .await
+            .expect("reference runs");
         assert_eq!(row_count(&got), row_count(&want), "{name}: row count");
         assert!(row_count(&got) > 0, "{name} returns rows at this scale");
         assert_eq!(sorted_rows(&got), sorted_rows(&want), "{name}: rows");
@@ -40,10 +48,21 @@ async fn flight_info_schema_equals_streamed_schema() {
     let advertised = info.clone().try_decode_schema().expect("schema");
     let batches = fetch(&mut c, info).await.expect("fetch");
     assert_eq!(batches[0].schema().as_ref(), &advertised);
-    assert_eq!(advertised.field(0).data_type(), &DataType::Utf8, "no view types on the wire");
-    assert_eq!(advertised.field(2).data_type(), &DataType::Decimal128(25, 2));
     assert_eq!(
-        advertised.field(0).metadata().get("ARROW:FLIGHT:SQL:REMARKS").map(String::as_str),
+        advertised.field(0).data_type(),
+        &DataType::Utf8,
+        "no view types on the wire"
+    );
+    assert_eq!(
+        advertised.field(2).data_type(),
+        &DataType::Decimal128(25, 2)
+    );
+    assert_eq!(
+        advertised
+            .field(0)
+            .metadata()
+            .get("ARROW:FLIGHT:SQL:REMARKS")
+            .map(String::as_str),
         Some("Customer name.")
     );
 }
@@ -52,7 +71,10 @@ async fn flight_info_schema_equals_streamed_schema() {
 async fn full_fetch_in_messages_of_at_most_2_mib() {
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
-    let info = c.execute("SELECT * FROM sales.orders.lineitem".into(), None).await.expect("info");
+    let info = c
+        .execute("SELECT * FROM sales.orders.lineitem".into(), None)
+        .await
+        .expect("info");
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
         .expect("url")
@@ -69,9 +91,13 @@ async fn full_fetch_in_messages_of_at_most_2_mib() {
     }
     assert!(messages > 2);
     assert!(largest <= 2 << 20, "largest message {largest} bytes");
-    let all = query(&mut c, "SELECT count(*) FROM sales.orders.lineitem").await.expect("count");
+    let all = query(&mut c, "SELECT count(*) FROM sales.orders.lineitem")
+        .await
+        .expect("count");
     let n = all[0].column(0).as_primitive::<Int64Type>().value(0);
-    let rows = query(&mut c, "SELECT * FROM sales.orders.lineitem").await.expect("all rows");
+    let rows = query(&mut c, "SELECT * FROM sales.orders.lineitem")
+        .await
+        .expect("all rows");
     assert_eq!(row_count(&rows) as i64, n);
 }
 
@@ -84,7 +110,10 @@ async fn prepared_statements_with_parameters() {
         "SELECT c_name FROM customers.crm.customer WHERE c_custkey = ? AND c_nationkey = ?",
     ] {
         let mut stmt = c.prepare(sql.into(), None).await.expect("prepare");
-        assert_eq!(stmt.dataset_schema().expect("dataset").field(0).name(), "c_name");
+        assert_eq!(
+            stmt.dataset_schema().expect("dataset").field(0).name(),
+            "c_name"
+        );
         let params = stmt.parameter_schema().expect("params").clone();
         assert_eq!(params.fields().len(), 2, "{params:?}");
         let truth = query(&mut c, "SELECT c_custkey, c_nationkey, c_name FROM customers.crm.customer ORDER BY c_custkey LIMIT 5")
@@ -101,7 +130,10 @@ async fn prepared_statements_with_parameters() {
             ]));
             let batch = RecordBatch::try_new(
                 schema,
-                vec![Arc::new(Int64Array::from(vec![keys.value(i)])), Arc::new(Int64Array::from(vec![nations.value(i)]))],
+                vec![
+                    Arc::new(Int64Array::from(vec![keys.value(i)])),
+                    Arc::new(Int64Array::from(vec![nations.value(i)])),
+                ],
             )
             .expect("batch");
             stmt.set_parameters(batch).expect("bind");
@@ -118,19 +150,35 @@ async fn prepared_statements_with_parameters() {
 async fn prepared_statement_with_string_parameter_and_no_parameters() {
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
-    let mut stmt = c.prepare("SELECT count(*) AS n FROM customers.crm.nation WHERE n_name = $1".into(), None).await.expect("prepare");
+    let mut stmt = c
+        .prepare(
+            "SELECT count(*) AS n FROM customers.crm.nation WHERE n_name = $1".into(),
+            None,
+        )
+        .await
+        .expect("prepare");
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, false)])),
         vec![Arc::new(StringArray::from(vec!["FRANCE"]))],
     )
     .expect("batch");
     stmt.set_parameters(batch).expect("bind");
-    let got = fetch(&mut c, stmt.execute().await.expect("execute")).await.expect("fetch");
+    let got = fetch(&mut c, stmt.execute().await.expect("execute"))
+        .await
+        .expect("fetch");
     assert_eq!(got[0].column(0).as_primitive::<Int64Type>().value(0), 1);
 
-    let mut stmt = c.prepare("SELECT r_name FROM customers.crm.region ORDER BY r_name".into(), None).await.expect("prepare");
+    let mut stmt = c
+        .prepare(
+            "SELECT r_name FROM customers.crm.region ORDER BY r_name".into(),
+            None,
+        )
+        .await
+        .expect("prepare");
     for _ in 0..3 {
-        let got = fetch(&mut c, stmt.execute().await.expect("execute")).await.expect("fetch");
+        let got = fetch(&mut c, stmt.execute().await.expect("execute"))
+            .await
+            .expect("fetch");
         assert_eq!(row_count(&got), 5);
     }
 }
@@ -139,13 +187,27 @@ async fn prepared_statement_with_string_parameter_and_no_parameters() {
 async fn unknown_tables_name_the_closest_ports() {
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
-    let e = query(&mut c, "SELECT * FROM sales.orders.lineitems").await.expect_err("unknown");
+    let e = query(&mut c, "SELECT * FROM sales.orders.lineitems")
+        .await
+        .expect_err("unknown");
     assert_eq!(e.code(), tonic::Code::NotFound);
-    assert!(e.message().contains("sales.orders.lineitem"), "{}", e.message());
-    let e = query(&mut c, "SELECT * FROM customer").await.expect_err("unqualified");
+    assert!(
+        e.message().contains("sales.orders.lineitem"),
+        "{}",
+        e.message()
+    );
+    let e = query(&mut c, "SELECT * FROM customer")
+        .await
+        .expect_err("unqualified");
     assert_eq!(e.code(), tonic::Code::NotFound);
-    assert!(e.message().contains("customers.crm.customer"), "{}", e.message());
-    let e = query(&mut c, "SELECT no_such_column FROM customers.crm.region").await.expect_err("column");
+    assert!(
+        e.message().contains("customers.crm.customer"),
+        "{}",
+        e.message()
+    );
+    let e = query(&mut c, "SELECT no_such_column FROM customers.crm.region")
+        .await
+        .expect_err("column");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }
 
@@ -160,8 +222,12 @@ async fn ctes_subqueries_unions_windows_and_explain() {
                UNION ALL SELECT 'none', 'none', 0";
     let got = query(&mut c, sql).await.expect("query");
     assert!(row_count(&got) > 1);
-    let plan = query(&mut c, "EXPLAIN SELECT count(*) FROM sales.orders.orders").await.expect("explain");
+    let plan = query(&mut c, "EXPLAIN SELECT count(*) FROM sales.orders.orders")
+        .await
+        .expect("explain");
     assert!(row_count(&plan) > 0);
-    let e = query(&mut c, "SELECT 1/0").await.expect_err("division by zero");
+    let e = query(&mut c, "SELECT 1/0")
+        .await
+        .expect_err("division by zero");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
 }

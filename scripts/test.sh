@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs every check and test of meshgate, installing what it needs on a fresh Debian machine:
+# format and lint checks, Rust unit and integration tests, and the client conformance tests
+# with real Flight SQL clients (ADBC, flightsql-dbapi/SQLAlchemy) in a Python virtualenv.
+#
+# Environment:
+#   CARGO_TARGET_DIR   where cargo builds (default: ./target)
+#   MESHGATE_VENV      the Python virtualenv for client tests (default: ./.venv)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+venv=${MESHGATE_VENV:-$root/.venv}
+started=$SECONDS
+
+step() { printf '\n==> %s (%ss)\n' "$*" "$((SECONDS - started))"; }
+
+step "toolchain"
+if ! command -v cargo >/dev/null; then
+  echo "cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi
+cargo --version
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+
+step "python virtualenv for client tests"
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip
+  fi
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+req=tests/clients/requirements.txt
+if ! cmp -s "$req" "$venv/.meshgate-requirements" 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/.meshgate-requirements"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "each connector crate builds on its own"
+for crate in meshgate-connector meshgate-connector-files meshgate-connector-sqlite meshgate-config meshgate-proto; do
+  cargo check -q --locked -p "$crate"
+done
+
+step "Rust tests (unit, integration)"
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "doc tests"
+cargo test --workspace --locked --doc -q
+
+step "meshgate validate on the checked-in examples"
+cargo build -q --locked -p meshgate --bin meshgate
+"$target/debug/meshgate" validate config/examples/demo
+
+step "client conformance tests (ADBC, flightsql-dbapi, SQLAlchemy) against the meshgate binary"
+MESHGATE_BIN="$target/debug/meshgate" "$venv/bin/python" -m pytest -q tests/clients
+
+step "all checks passed"
