@@ -20,7 +20,7 @@ mod secrets;
 mod types;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
-pub use load::{load_mesh, DOMAINS_DIR, MESH_FILE};
+pub use load::{load_mesh, load_mesh_lenient, DOMAINS_DIR, MESH_FILE};
 pub use model::*;
 pub use schema::{mesh_schema_json, product_schema_json};
 pub use secrets::resolve_secrets;

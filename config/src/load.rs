@@ -26,6 +26,17 @@ const MAX_FILE_BYTES: u64 = 4 << 20;
 /// bad column types, unset secrets, missing files), each with file, line and column.
 /// Connector-specific option checks are the gateway's job: see `meshgate validate`.
 pub fn load_mesh(dir: &Path) -> Result<Mesh, ConfigErrors> {
+    let (mesh, errors) = load_mesh_lenient(dir);
+    if errors.is_empty() {
+        Ok(mesh)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Like [`load_mesh`], but returns the valid part of the mesh together with every problem,
+/// so that further checks (connector options) can run on what is valid and report at once.
+pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
     let mut errors = Vec::new();
     let root = dir.to_path_buf();
     let mesh_path = dir.join(MESH_FILE);
@@ -168,17 +179,16 @@ pub fn load_mesh(dir: &Path) -> Result<Mesh, ConfigErrors> {
         }
     }
 
-    if errors.is_empty() {
-        Ok(Mesh {
+    (
+        Mesh {
             name: mesh_name,
             description,
             root,
             sources,
             domains,
-        })
-    } else {
-        Err(ConfigErrors(errors))
-    }
+        },
+        errors,
+    )
 }
 
 type PendingFk = (
@@ -196,7 +206,6 @@ fn build_product(
     errors: &mut Vec<ConfigError>,
     pending_fks: &mut Vec<PendingFk>,
 ) -> Option<Product> {
-    let before = errors.len();
     let at = |loc| Origin::at(file, loc);
     let domain =
         checked_name(file, &doc.domain, "domain name", errors).map(DomainName::new_unchecked);
@@ -227,9 +236,6 @@ fn build_product(
         if let Some(port) = build_port(file, p, sources, errors, pending_fks, &domain, &name) {
             ports.push(port);
         }
-    }
-    if errors.len() != before {
-        return None;
     }
     Some(Product {
         domain: domain?,

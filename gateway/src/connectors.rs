@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use meshgate_config::{load_mesh, ConfigError, ConfigErrors, Mesh};
+use meshgate_config::{load_mesh_lenient, ConfigError, ConfigErrors, Mesh};
 use meshgate_connector::{Registry, SourceContext};
 
 use crate::catalog::port_request;
@@ -20,8 +20,7 @@ pub fn default_registry() -> Registry {
 
 /// Loads `dir` and runs every connector's static checks; returns every problem at once.
 pub fn load_and_check(dir: &std::path::Path, registry: &Registry) -> Result<Mesh, ConfigErrors> {
-    let mesh = load_mesh(dir)?;
-    let mut errors = Vec::new();
+    let (mesh, mut errors) = load_mesh_lenient(dir);
     for (name, source) in &mesh.sources {
         let Some(factory) = registry.get(&source.kind) else {
             errors.push(ConfigError::new(
@@ -60,6 +59,13 @@ pub fn load_and_check(dir: &std::path::Path, registry: &Registry) -> Result<Mesh
     if errors.is_empty() {
         Ok(mesh)
     } else {
+        errors.sort_by(|a, b| {
+            (&a.origin.file, a.origin.line, a.origin.column).cmp(&(
+                &b.origin.file,
+                b.origin.line,
+                b.origin.column,
+            ))
+        });
         Err(ConfigErrors(errors))
     }
 }

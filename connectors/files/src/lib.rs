@@ -176,12 +176,16 @@ fn base_url(ctx: &SourceContext, url: &str, probe: bool) -> Result<String, Strin
         .map_err(|()| format!("`{}` cannot be written as a file:// url", path.display()))
 }
 
-fn port_plan(
-    ctx: &SourceContext,
-    opts: &FilesOptions,
-    port: &PortRequest,
-    probe: bool,
-) -> Result<(ListingTableUrl, ListingOptions), String> {
+/// The parts of a port binding that do not depend on the source options.
+struct PortShape<'a> {
+    location: &'a str,
+    entry: &'static FormatEntry,
+    port_opts: FilesPortOptions,
+    format: Arc<dyn FileFormat>,
+}
+
+/// Checks and splits the parts of a port binding that do not depend on the source options.
+fn port_shape(port: &PortRequest) -> Result<PortShape<'_>, String> {
     let location = port
         .location
         .as_deref()
@@ -211,6 +215,26 @@ fn port_plan(
             .map_err(|e| format!("invalid port options: {e}"))?
     };
     let format = (entry.build)(&port_opts)?;
+    Ok(PortShape {
+        location,
+        entry,
+        port_opts,
+        format,
+    })
+}
+
+fn port_plan(
+    ctx: &SourceContext,
+    opts: &FilesOptions,
+    port: &PortRequest,
+    probe: bool,
+) -> Result<(ListingTableUrl, ListingOptions), String> {
+    let PortShape {
+        location,
+        entry,
+        port_opts,
+        format,
+    } = port_shape(port)?;
     let base = base_url(ctx, &opts.url, probe)?;
     let location = location.trim_start_matches('/');
     let is_glob = location.contains(['*', '?', '[']);
@@ -237,8 +261,23 @@ fn port_plan(
             }
         }
     }
-    let url =
-        ListingTableUrl::parse(&full).map_err(|e| format!("invalid location `{full}`: {e}"))?;
+    let url = if is_glob {
+        // DataFusion expands globs only in local paths; split `dir/prefix/*.ext` ourselves so
+        // that globs work the same for every object store.
+        let split = location
+            .find(['*', '?', '['])
+            .map(|i| location[..i].rfind('/').map_or(0, |j| j + 1))
+            .unwrap_or(0);
+        let (dir, pattern) = location.split_at(split);
+        let dir_url = url::Url::parse(&format!("{base}{dir}"))
+            .map_err(|e| format!("invalid location `{location}`: {e}"))?;
+        let glob =
+            glob::Pattern::new(pattern).map_err(|e| format!("invalid glob `{pattern}`: {e}"))?;
+        ListingTableUrl::try_new(dir_url, Some(glob))
+            .map_err(|e| format!("invalid location `{location}`: {e}"))?
+    } else {
+        ListingTableUrl::parse(&full).map_err(|e| format!("invalid location `{full}`: {e}"))?
+    };
     let listing = ListingOptions::new(format).with_file_extension(extension);
     Ok((url, listing))
 }
@@ -257,7 +296,17 @@ impl ConnectorFactory for FilesFactory {
     ) -> Vec<(Option<usize>, String)> {
         let opts = match Self::parse_options(options) {
             Ok(o) => o,
-            Err(e) => return vec![(None, e)],
+            Err(e) => {
+                // Ports can still be checked for what does not depend on the options.
+                let mut problems = vec![(None, e)];
+                problems.extend(
+                    ports
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| port_shape(p).err().map(|e| (Some(i), e))),
+                );
+                return problems;
+            }
         };
         if let Err(e) = base_url(ctx, &opts.url, false) {
             return vec![(None, e)];

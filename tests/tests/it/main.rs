@@ -5,3 +5,4 @@ mod contracts;
 mod hardening;
 mod metadata;
 mod queries;
+mod sources;

@@ -1,0 +1,50 @@
+"""The `meshgate` command line as a user meets it: validate's exit codes and messages."""
+
+import pathlib
+import subprocess
+
+from conftest import BIN, ROOT
+
+
+def run(*args):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_validate_accepts_the_demo_mesh():
+    r = run("validate", str(ROOT / "config" / "examples" / "demo"))
+    assert r.returncode == 0, r.stderr
+    assert "valid (3 sources, 3 domains, 8 ports)" in r.stdout
+
+
+def test_validate_lists_every_error_with_positions(tmp_path: pathlib.Path):
+    (tmp_path / "domains" / "x").mkdir(parents=True)
+    (tmp_path / "mesh.yaml").write_text(
+        "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n"
+        "  - { name: lake, kind: files, options: { url: data, colour: red } }\n"
+        "  - { name: db, kind: oracle }\n"
+    )
+    (tmp_path / "domains" / "x" / "p.yaml").write_text(
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: x\nname: p\nowner: { team: t }\nports:\n"
+        "  - { name: a, source: lake, location: a.csv, format: xlsx }\n"
+        "  - { name: b, source: missing }\n"
+    )
+    r = run("validate", str(tmp_path))
+    assert r.returncode == 1
+    err = r.stderr
+    assert "mesh.yaml:5:" in err and "colour" in err, err
+    assert "unknown kind `oracle`" in err, err
+    assert "p.yaml:7:" in err and "unknown format `xlsx`" in err, err
+    assert "source `missing`" in err, err
+
+
+def test_validate_on_a_missing_directory_fails_cleanly(tmp_path: pathlib.Path):
+    r = run("validate", str(tmp_path / "nope"))
+    assert r.returncode == 1
+    assert "mesh.yaml: file not found" in r.stderr
+    assert "panicked" not in r.stderr
+
+
+def test_serve_with_an_invalid_mesh_exits_with_the_errors(tmp_path: pathlib.Path):
+    r = run("serve", "--config", str(tmp_path), "--flight-addr", "127.0.0.1:0")
+    assert r.returncode == 1
+    assert "file not found" in r.stderr
