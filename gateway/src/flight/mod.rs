@@ -322,6 +322,18 @@ impl FlightSqlService for MeshFlightSqlService {
         Ok(resp)
     }
 
+    async fn do_get_fallback(
+        &self,
+        _request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Err(GatewayError::BadRequest(format!(
+            "invalid ticket: `{}` is not a ticket issued by this gateway",
+            message.type_url
+        ))
+        .into())
+    }
+
     async fn get_flight_info_statement(
         &self,
         query: CommandStatementQuery,
