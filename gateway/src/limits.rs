@@ -122,3 +122,128 @@ impl SqlLimits {
         Ok(())
     }
 }
+
+/// Largest value one call of a size-amplifying function may produce, in bytes.
+pub const MAX_AMPLIFIED_VALUE_BYTES: i64 = 16 << 20;
+/// Most elements one call of a list-producing function may produce.
+pub const MAX_GENERATED_ELEMENTS: i64 = 1_000_000;
+/// Size assumed for a value that is not a constant (a column, an expression).
+const ASSUMED_VALUE_BYTES: i64 = 1024;
+
+mod amplifiers {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
+
+    use super::{ASSUMED_VALUE_BYTES, MAX_AMPLIFIED_VALUE_BYTES, MAX_GENERATED_ELEMENTS};
+    use crate::error::GatewayError;
+
+    fn lit_i64(e: &Expr) -> Option<i64> {
+        match e {
+            Expr::Literal(v, _) => match v
+                .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
+                .ok()?
+            {
+                ScalarValue::Int64(n) => n,
+                _ => None,
+            },
+            Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => lit_i64(expr),
+            _ => None,
+        }
+    }
+
+    /// An upper estimate of the bytes of one value of `e`.
+    fn size(e: &Expr) -> i64 {
+        match e {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)),
+                _,
+            ) => s.len() as i64,
+            Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => size(expr),
+            Expr::ScalarFunction(f) => match (f.name(), f.args.as_slice()) {
+                ("repeat", [s, n]) => size(s).saturating_mul(lit_i64(n).unwrap_or(i64::MAX).max(0)),
+                ("lpad" | "rpad", [_, n, ..]) => {
+                    lit_i64(n).unwrap_or(i64::MAX).max(0).saturating_mul(4)
+                }
+                ("concat", args) => args.iter().map(size).fold(0i64, i64::saturating_add),
+                _ => ASSUMED_VALUE_BYTES,
+            },
+            Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::StringConcat => {
+                size(&b.left).saturating_add(size(&b.right))
+            }
+            _ => ASSUMED_VALUE_BYTES,
+        }
+    }
+
+    fn check(e: &Expr) -> Result<(), GatewayError> {
+        let Expr::ScalarFunction(f) = e else {
+            return Ok(());
+        };
+        let name = f.name();
+        match (name, f.args.as_slice()) {
+            ("repeat" | "lpad" | "rpad", [_, n, ..]) => {
+                if lit_i64(n).is_none() {
+                    return Err(GatewayError::TooComplex(format!(
+                        "the length argument of {name}() must be a constant"
+                    )));
+                }
+                let bytes = size(e);
+                if bytes > MAX_AMPLIFIED_VALUE_BYTES {
+                    return Err(GatewayError::TooComplex(format!(
+                        "{name}() would build values of up to {bytes} bytes; the limit is {MAX_AMPLIFIED_VALUE_BYTES} bytes per value"
+                    )));
+                }
+            }
+            ("array_repeat" | "array_resize", [_, n, ..]) => match lit_i64(n) {
+                Some(n) if n <= MAX_GENERATED_ELEMENTS => {}
+                _ => {
+                    return Err(GatewayError::TooComplex(format!(
+                        "the count argument of {name}() must be a constant of at most {MAX_GENERATED_ELEMENTS}"
+                    )))
+                }
+            },
+            ("range" | "generate_series", args) => {
+                let ints: Option<Vec<i64>> = args.iter().map(lit_i64).collect();
+                let count = match ints.as_deref() {
+                    Some([stop]) => Some(*stop),
+                    Some([start, stop]) => Some(stop.saturating_sub(*start)),
+                    Some([start, stop, step]) if *step != 0 => Some(stop.saturating_sub(*start) / step),
+                    _ => None,
+                };
+                match count {
+                    Some(c) if c <= MAX_GENERATED_ELEMENTS => {}
+                    _ => {
+                        return Err(GatewayError::TooComplex(format!(
+                            "{name}() needs constant integer bounds producing at most {MAX_GENERATED_ELEMENTS} elements"
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Refuses calls that would allocate huge values outside the memory pool (constant
+    /// folding and per-row evaluation are not accounted): `repeat`, `lpad`, `rpad`,
+    /// `array_repeat`, `array_resize`, `range`, `generate_series`.
+    pub fn check_plan(plan: &LogicalPlan) -> Result<(), GatewayError> {
+        let mut found = None;
+        let _ = plan.apply_with_subqueries(|p| {
+            p.apply_expressions(|e| {
+                e.apply(|e| match check(e) {
+                    Ok(()) => Ok(TreeNodeRecursion::Continue),
+                    Err(err) => {
+                        found = Some(err);
+                        Ok(TreeNodeRecursion::Stop)
+                    }
+                })
+            })
+        });
+        found.map_or(Ok(()), Err)
+    }
+}
+
+pub use amplifiers::check_plan as check_amplifying_functions;

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::MeshCatalog;
 use crate::error::GatewayError;
-use crate::limits::SqlLimits;
+use crate::limits::{check_amplifying_functions, SqlLimits};
 
 /// A planned query, ready to execute.
 #[derive(Debug)]
@@ -203,6 +203,7 @@ impl QueryEngine {
         let (state, plan) = self.logical_plan(sql).await?;
         self.on_planner(move |handle| {
             let plan = bind_params(plan, params)?;
+            check_amplifying_functions(&plan)?;
             let wire = wire_schema(plan.schema().as_arrow());
             let physical = handle.block_on(state.create_physical_plan(&plan))?;
             Ok(PlannedQuery {

@@ -234,3 +234,63 @@ async fn forged_and_altered_tickets_are_rejected() {
     let r = c.do_get(Ticket::new(cmd.as_any().encode_to_vec())).await;
     assert!(r.is_err());
 }
+
+#[tokio::test]
+async fn size_amplifying_functions_are_bounded() {
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.client().await;
+    for sql in [
+        "SELECT length(repeat('x', 2000000000))",
+        "SELECT repeat(repeat('x', 1000000), 1000)",
+        "SELECT lpad('x', 2000000000)",
+        "SELECT rpad(c_name, 2000000000) FROM customers.crm.customer",
+        "SELECT repeat('x', CAST(c_custkey AS INT)) FROM customers.crm.customer",
+        "SELECT array_repeat(1, 2000000000)",
+        "SELECT range(1, 10000000000)",
+        "SELECT cardinality(generate_series(1, 100000000000))",
+    ] {
+        let e = query(&mut c, sql).await.expect_err(sql);
+        assert_eq!(
+            e.code(),
+            tonic::Code::InvalidArgument,
+            "{sql}: {}",
+            e.message()
+        );
+    }
+    // Parameters are checked once bound.
+    let mut stmt = c
+        .prepare("SELECT length(repeat('x', $1))".into(), None)
+        .await
+        .expect("prepare");
+    let batch = datafusion::arrow::array::RecordBatch::try_new(
+        std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                "0",
+                datafusion::arrow::datatypes::DataType::Int64,
+                false,
+            ),
+        ])),
+        vec![std::sync::Arc::new(
+            datafusion::arrow::array::Int64Array::from(vec![2_000_000_000]),
+        )],
+    )
+    .expect("batch");
+    stmt.set_parameters(batch).expect("bind");
+    let e = to_status(stmt.execute().await.expect_err("huge parameter"));
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+    // Reasonable uses still work.
+    for sql in [
+        "SELECT repeat('ab', 3)",
+        "SELECT repeat(c_name, 2) FROM customers.crm.customer LIMIT 1",
+        "SELECT lpad(n_name, 30, '.') FROM customers.crm.nation",
+        "SELECT range(1, 10)",
+    ] {
+        assert!(
+            row_count(
+                &query(&mut c, sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            ) >= 1
+        );
+    }
+}
