@@ -95,27 +95,34 @@ fn options(args: &ServeArgs) -> GatewayOptions {
     o
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called (not when
+/// the future is first polled), so a signal that arrives right after start-up is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            tracing::info!("shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    }
 }
 
 /// The runtime that executes queries, apart from the one serving gRPC, so a heavy query
@@ -136,12 +143,13 @@ async fn run_server(
 ) -> Result<(), GatewayError> {
     let opts = options(args);
     let service = service_for_dir(&dir, &default_registry(), &opts, exec).await?;
+    let shutdown = shutdown_signal();
     let (listener, addr) = bind(args.flight_addr).await?;
     tracing::info!(%addr, mesh = %dir.display(), "meshgate is serving Flight SQL");
     if let Some(b) = banner {
         println!("{}", b(&addr));
     }
-    serve(listener, service, shutdown_signal()).await
+    serve(listener, service, shutdown).await
 }
 
 fn main() -> ExitCode {

@@ -48,3 +48,34 @@ def test_serve_with_an_invalid_mesh_exits_with_the_errors(tmp_path: pathlib.Path
     r = run("serve", "--config", str(tmp_path), "--flight-addr", "127.0.0.1:0")
     assert r.returncode == 1
     assert "file not found" in r.stderr
+
+
+def test_serve_logs_json_and_starts_with_unavailable_sources(tmp_path: pathlib.Path):
+    """The checked-in demo mesh without its data: every port is unavailable, the gateway still
+    starts, says so in JSON log lines, and stops cleanly on SIGTERM."""
+    import json
+    import re
+    import signal
+
+    proc = subprocess.Popen(
+        [BIN, "--log-format", "json", "serve", "--config", str(ROOT / "config" / "examples" / "demo"),
+         "--flight-addr", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    records = []
+    try:
+        for line in proc.stderr:
+            records.append(json.loads(line))
+            if "serving" in records[-1].get("fields", {}).get("message", ""):
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+    messages = [r["fields"].get("message", "") for r in records]
+    assert any("port not served" in m for m in messages), messages
+    loaded = [r for r in records if r["fields"].get("message") == "mesh loaded"][0]
+    assert loaded["fields"]["ports"] == 0 and loaded["fields"]["unavailable"] == 8
+    assert re.match(r"127\.0\.0\.1:\d+", [r for r in records if "serving" in r["fields"].get("message", "")][0]["fields"]["addr"])
