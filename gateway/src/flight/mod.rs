@@ -32,7 +32,7 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::arrow::record_batch::RecordBatch;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use meshgate_proto::v1::{PreparedStatementHandle, StatementTicket};
 use prost::Message;
 use tonic::metadata::MetadataValue;
@@ -242,31 +242,39 @@ impl MeshFlightSqlService {
         let schema = Arc::clone(&planned.wire_schema);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let sql_for_log = sql.chars().take(200).collect::<String>();
+        // A panic while executing must not look like the end of the result: report it.
+        let panic_tx = tx.clone();
         self.state.exec.spawn(async move {
-            let mut stream = match execute(planned) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(Status::from(e))).await;
-                    return;
+            let run = async move {
+                let mut stream = match execute(planned) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                let (mut rows, mut ok) = (0usize, true);
+                while let Some(item) = stream.next().await {
+                    let item = item.map_err(|e| Status::from(GatewayError::from(e)));
+                    match &item {
+                        Ok(b) => rows += b.num_rows(),
+                        Err(_) => ok = false,
+                    }
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() {
+                        tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
+                        return;
+                    }
+                    if failed {
+                        break;
+                    }
                 }
+                tracing::info!(sql = %sql_for_log, rows, ok, elapsed_ms = started.elapsed().as_millis() as u64, "query finished");
             };
-            let (mut rows, mut ok) = (0usize, true);
-            while let Some(item) = stream.next().await {
-                let item = item.map_err(|e| Status::from(GatewayError::from(e)));
-                match &item {
-                    Ok(b) => rows += b.num_rows(),
-                    Err(_) => ok = false,
-                }
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() {
-                    tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
-                    return;
-                }
-                if failed {
-                    break;
-                }
+            if std::panic::AssertUnwindSafe(run).catch_unwind().await.is_err() {
+                let e = GatewayError::internal("a query panicked while executing");
+                let _ = panic_tx.send(Err(Status::from(e))).await;
             }
-            tracing::info!(sql = %sql_for_log, rows, ok, elapsed_ms = started.elapsed().as_millis() as u64, "query finished");
         });
         let batches = tokio_stream::wrappers::ReceiverStream::new(rx)
             .map_err(|s| FlightError::Tonic(Box::new(s)));
@@ -575,23 +583,31 @@ impl FlightSqlService for MeshFlightSqlService {
         let flight = request
             .into_inner()
             .map_err(|s| FlightError::Tonic(Box::new(s)));
-        let mut batches =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight);
-        let mut last = None;
-        while let Some(b) = batches.next().await {
-            let b = b.map_err(|e| {
-                GatewayError::BadRequest(format!("cannot read the parameter batch: {e}"))
-            })?;
-            if b.num_rows() > 0 {
-                if last.is_some() {
-                    return Err(GatewayError::BadRequest(
-                        "bind one row of parameters per execution".into(),
-                    )
-                    .into());
+        // Parameter batches are untrusted input: arrow-ipc 59 can panic on malformed
+        // flatbuffers, so decoding is contained per request.
+        let decode = async move {
+            let mut batches =
+                arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight);
+            let mut last = None;
+            while let Some(b) = batches.next().await {
+                let b = b.map_err(|e| {
+                    GatewayError::BadRequest(format!("cannot read the parameter batch: {e}"))
+                })?;
+                if b.num_rows() > 0 {
+                    if last.is_some() {
+                        return Err(GatewayError::BadRequest(
+                            "bind one row of parameters per execution".into(),
+                        ));
+                    }
+                    last = Some(b);
                 }
-                last = Some(b);
             }
-        }
+            Ok(last)
+        };
+        let last = std::panic::AssertUnwindSafe(decode)
+            .catch_unwind()
+            .await
+            .map_err(|_| GatewayError::BadRequest("the parameter batch is malformed".into()))??;
         let batch =
             last.ok_or_else(|| GatewayError::BadRequest("no parameter values were sent".into()))?;
         params_from_batch(&batch)?;

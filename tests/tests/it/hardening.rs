@@ -294,3 +294,84 @@ async fn size_amplifying_functions_are_bounded() {
         );
     }
 }
+
+#[tokio::test]
+async fn malformed_parameter_batches_fail_only_their_request() {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::sql::{
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    };
+    use arrow_flight::{Action, FlightData, FlightDescriptor};
+
+    let gw = TestGateway::start(&demo_dir()).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut raw = FlightServiceClient::new(channel);
+    let req = ActionCreatePreparedStatementRequest {
+        query: "SELECT n_name FROM customers.crm.nation WHERE n_nationkey = $1".into(),
+        transaction_id: None,
+    };
+    let action = Action::new("CreatePreparedStatement", req.as_any().encode_to_vec());
+    let mut results = raw.do_action(action).await.expect("create").into_inner();
+    let body = results
+        .message()
+        .await
+        .expect("result")
+        .expect("one result")
+        .body;
+    let any = arrow_flight::sql::Any::decode(body).expect("any");
+    let created = ActionCreatePreparedStatementResult::decode(any.value).expect("result");
+    let cmd = CommandPreparedStatementQuery {
+        prepared_statement_handle: created.prepared_statement_handle,
+    };
+    let descriptor = FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
+    let garbage: Vec<Vec<FlightData>> = vec![
+        // A schema message that is not a flatbuffer.
+        vec![FlightData {
+            flight_descriptor: Some(descriptor.clone()),
+            data_header: vec![0xff; 64].into(),
+            ..Default::default()
+        }],
+        // A plausible prefix followed by noise.
+        vec![FlightData {
+            flight_descriptor: Some(descriptor.clone()),
+            data_header: [vec![0x10, 0, 0, 0, 0x0c, 0, 0x0e, 0], vec![0x7f; 200]]
+                .concat()
+                .into(),
+            data_body: vec![1; 1000].into(),
+            ..Default::default()
+        }],
+        // No schema, only a descriptor.
+        vec![FlightData {
+            flight_descriptor: Some(descriptor.clone()),
+            ..Default::default()
+        }],
+    ];
+    for messages in garbage {
+        let r = raw.do_put(futures::stream::iter(messages)).await;
+        let status = match r {
+            Err(s) => s,
+            Ok(resp) => {
+                let mut s = resp.into_inner();
+                match s.message().await {
+                    Err(e) => e,
+                    Ok(m) => panic!("malformed parameters accepted: {m:?}"),
+                }
+            }
+        };
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{}",
+            status.message()
+        );
+    }
+    let mut c = gw.client().await;
+    assert_eq!(
+        row_count(&query(&mut c, "SELECT 1").await.expect("alive")),
+        1
+    );
+}
