@@ -42,6 +42,11 @@ struct ServeArgs {
     /// Partitions per query (default: number of cores).
     #[arg(long)]
     target_partitions: Option<usize>,
+    /// File holding the secret that tickets and prepared-statement handles are signed with
+    /// (at least 32 bytes). Give every replica behind one load balancer the same file; without
+    /// it each process signs with a random key.
+    #[arg(long, env = "MESHGATE_TICKET_KEY_FILE")]
+    ticket_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,7 +89,7 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn options(args: &ServeArgs) -> GatewayOptions {
+fn options(args: &ServeArgs) -> Result<GatewayOptions, GatewayError> {
     let mut o = GatewayOptions {
         memory_limit: args.memory_limit_mb << 20,
         ..Default::default()
@@ -92,7 +97,23 @@ fn options(args: &ServeArgs) -> GatewayOptions {
     if let Some(n) = args.target_partitions {
         o.target_partitions = n.max(1);
     }
-    o
+    if let Some(path) = &args.ticket_key_file {
+        let secret = std::fs::read(path).map_err(|e| {
+            GatewayError::BadRequest(format!(
+                "cannot read --ticket-key-file {}: {e}",
+                path.display()
+            ))
+        })?;
+        if secret.len() < 32 {
+            return Err(GatewayError::BadRequest(format!(
+                "--ticket-key-file {} holds {} bytes; use at least 32 random bytes (e.g. `head -c 32 /dev/urandom > key`)",
+                path.display(),
+                secret.len()
+            )));
+        }
+        o.flight.ticket_secret = Some(secret);
+    }
+    Ok(o)
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called (not when
@@ -141,7 +162,7 @@ async fn run_server(
     banner: Option<fn(&SocketAddr) -> String>,
     exec: tokio::runtime::Handle,
 ) -> Result<(), GatewayError> {
-    let opts = options(args);
+    let opts = options(args)?;
     let service = service_for_dir(&dir, &default_registry(), &opts, exec).await?;
     let shutdown = shutdown_signal();
     let (listener, addr) = bind(args.flight_addr).await?;

@@ -52,6 +52,9 @@ pub struct FlightSettings {
     pub max_message_bytes: usize,
     /// How long a ticket stays valid after GetFlightInfo.
     pub ticket_ttl: Duration,
+    /// Secret the ticket signing key is derived from; replicas behind one load balancer need
+    /// the same one. `None`: a random key per process (tickets do not survive a restart).
+    pub ticket_secret: Option<Vec<u8>>,
     /// How long an unused prepared statement lives.
     pub prepared_ttl: Duration,
     /// Most open prepared statements.
@@ -63,6 +66,7 @@ impl Default for FlightSettings {
         Self {
             max_message_bytes: 2 << 20,
             ticket_ttl: Duration::from_secs(3600),
+            ticket_secret: None,
             prepared_ttl: Duration::from_secs(1800),
             max_prepared: 10_000,
         }
@@ -137,7 +141,10 @@ impl MeshFlightSqlService {
             sql_info: sql_info::sql_info_data(&session),
             xdbc: sql_info::xdbc_type_info_data(),
             engine: RwLock::new(engine),
-            signer: TicketSigner::random(settings.ticket_ttl),
+            signer: match &settings.ticket_secret {
+                Some(secret) => TicketSigner::from_secret(secret, settings.ticket_ttl),
+                None => TicketSigner::random(settings.ticket_ttl),
+            },
             prepared: PreparedStore::new(settings.prepared_ttl, settings.max_prepared),
             settings,
             exec,

@@ -49,6 +49,19 @@ pub fn now_ms() -> u64 {
 }
 
 impl TicketSigner {
+    /// A signer whose key is derived from `secret` (SHA-256), so that every replica given the
+    /// same secret accepts the others' tickets and handles.
+    pub fn from_secret(secret: &[u8], ticket_ttl: Duration) -> Self {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        h.update(b"meshgate ticket key v1");
+        h.update(secret);
+        Self {
+            key: h.finalize().into(),
+            ticket_ttl,
+        }
+    }
+
     /// A signer with a random key (tickets do not survive a restart).
     pub fn random(ticket_ttl: Duration) -> Self {
         Self {
@@ -160,6 +173,18 @@ mod tests {
             .verify::<StatementTicket>(BlobKind::PreparedHandle, &blob)
             .is_err());
         assert!(other
+            .verify::<StatementTicket>(BlobKind::Ticket, &blob)
+            .is_err());
+    }
+
+    #[test]
+    fn replicas_with_the_same_secret_agree() {
+        let a = TicketSigner::from_secret(b"shared secret", Duration::from_secs(60));
+        let b = TicketSigner::from_secret(b"shared secret", Duration::from_secs(60));
+        let c = TicketSigner::from_secret(b"other secret", Duration::from_secs(60));
+        let blob = a.sign(BlobKind::Ticket, &ticket());
+        assert!(b.verify::<StatementTicket>(BlobKind::Ticket, &blob).is_ok());
+        assert!(c
             .verify::<StatementTicket>(BlobKind::Ticket, &blob)
             .is_err());
     }

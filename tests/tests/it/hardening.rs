@@ -375,3 +375,41 @@ async fn malformed_parameter_batches_fail_only_their_request() {
         1
     );
 }
+
+#[tokio::test]
+async fn replicas_sharing_a_ticket_secret_serve_each_others_tickets() {
+    use meshgate::server::GatewayOptions;
+    let with_secret = |s: &[u8]| {
+        let mut o = GatewayOptions::default();
+        o.flight.ticket_secret = Some(s.to_vec());
+        o
+    };
+    let secret = [7u8; 32];
+    let a = TestGateway::start_with(&demo_dir(), with_secret(&secret)).await;
+    let b = TestGateway::start_with(&demo_dir(), with_secret(&secret)).await;
+    let other = TestGateway::start_with(&demo_dir(), with_secret(&[8u8; 32])).await;
+    let mut ca = a.client().await;
+    let info = ca
+        .execute("SELECT r_name FROM customers.crm.region".into(), None)
+        .await
+        .expect("info");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let mut cb = b.client().await;
+    let rows: Vec<_> = cb
+        .do_get(ticket.clone())
+        .await
+        .expect("replica b")
+        .try_collect()
+        .await
+        .expect("rows");
+    assert_eq!(row_count(&rows), 5);
+    let mut co = other.client().await;
+    let r = match co.do_get(ticket).await {
+        Ok(s) => s.try_collect::<Vec<_>>().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert_eq!(
+        to_status(r.expect_err("another secret")).code(),
+        tonic::Code::InvalidArgument
+    );
+}
