@@ -113,3 +113,25 @@ def test_dropping_a_stream_leaves_the_server_healthy(client):
         reader.cancel()
     info = client.get_flight_info(fl.FlightDescriptor.for_command(any_of(pb.CommandStatementQuery(query="SELECT 1"))), opts)
     assert client.do_get(info.endpoints[0].ticket, opts).read_all().num_rows == 1
+
+
+def test_cancelling_before_the_first_batch_stops_the_query(client, gateway):
+    """A query still working towards its first batch stops when the client resets the stream
+    (what every client does to cancel)."""
+    import time
+
+    opts = bearer_options(client)
+    heavy = pb.CommandStatementQuery(
+        query="SELECT count(*) FROM sales.orders.lineitem a, sales.orders.lineitem b "
+        "WHERE a.l_orderkey + b.l_orderkey < 0"
+    )
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(any_of(heavy)), opts)
+    log = gateway["data"] / "meshgate.log"
+    before = log.read_text().count("client went away")
+    reader = client.do_get(info.endpoints[0].ticket, opts)
+    time.sleep(0.5)
+    reader.cancel()
+    deadline = time.time() + 30
+    while time.time() < deadline and log.read_text().count("client went away") == before:
+        time.sleep(0.1)
+    assert log.read_text().count("client went away") > before, "the server kept working after the cancel"

@@ -261,7 +261,17 @@ impl MeshFlightSqlService {
                     }
                 };
                 let (mut rows, mut ok) = (0usize, true);
-                while let Some(item) = stream.next().await {
+                loop {
+                    // Stop as soon as the client goes away, even while an operator is still
+                    // working towards its first batch: dropping the stream cancels the plan.
+                    let next = tokio::select! {
+                        next = stream.next() => next,
+                        () = tx.closed() => {
+                            tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
+                            return;
+                        }
+                    };
+                    let Some(item) = next else { break };
                     let item = item.map_err(|e| Status::from(GatewayError::from(e)));
                     match &item {
                         Ok(b) => rows += b.num_rows(),
