@@ -6,7 +6,6 @@
 //! as is. Either way, fields carry the Flight SQL column metadata (catalog, schema, table,
 //! type name, remarks).
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -412,9 +411,4 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, port: &str) -> Result<Record
         cols,
         &opts,
     )?)
-}
-
-/// For downcasting in tests and EXPLAIN helpers.
-pub fn as_port_table(t: &dyn TableProvider) -> Option<&PortTable> {
-    (t as &dyn Any).downcast_ref::<PortTable>()
 }

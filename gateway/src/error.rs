@@ -118,15 +118,10 @@ impl From<ArrowError> for GatewayError {
     }
 }
 
-/// Strips DataFusion's "Error during planning: " style prefixes that say nothing to a user.
-fn clean(msg: &str) -> String {
-    msg.trim().to_string()
-}
-
 fn classify(e: &DataFusionError) -> Option<GatewayError> {
     Some(match e {
         DataFusionError::SQL(inner, _) => GatewayError::InvalidSql(format!("SQL error: {inner}")),
-        DataFusionError::Plan(m) => GatewayError::InvalidSql(clean(m)),
+        DataFusionError::Plan(m) => GatewayError::InvalidSql(m.trim().to_string()),
         DataFusionError::SchemaError(inner, _) => GatewayError::InvalidSql(inner.to_string()),
         DataFusionError::NotImplemented(m) => {
             GatewayError::InvalidSql(format!("not supported: {m}"))
@@ -141,10 +136,16 @@ fn classify(e: &DataFusionError) -> Option<GatewayError> {
         DataFusionError::Diagnostic(_, inner) => return classify(inner),
         DataFusionError::Collection(list) => return list.first().and_then(classify),
         DataFusionError::ExecutionJoin(_) => return None,
-        DataFusionError::Execution(m) if m.contains("Cancel") => {
-            GatewayError::Unavailable(clean(m))
+        DataFusionError::ObjectStore(e) => {
+            GatewayError::Unavailable(format!("cannot read the source data: {e}"))
         }
-        DataFusionError::Execution(m) => GatewayError::InvalidSql(clean(m)),
+        DataFusionError::IoError(e) => {
+            GatewayError::Unavailable(format!("cannot read the source data: {e}"))
+        }
+        DataFusionError::Execution(m) if m.contains("Cancel") => {
+            GatewayError::Unavailable(m.trim().to_string())
+        }
+        DataFusionError::Execution(m) => GatewayError::InvalidSql(m.trim().to_string()),
         _ => return None,
     })
 }

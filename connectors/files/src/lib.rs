@@ -382,11 +382,73 @@ impl Connector for FilesConnector {
         if schema.fields().is_empty() {
             return Err(err(ErrorClass::NotFound, "no files found".to_string()));
         }
+        let is_glob = port
+            .location
+            .as_deref()
+            .is_some_and(|l| l.contains(['*', '?', '[']));
+        let single_file = (!url.is_collection() && !is_glob).then(|| url.clone());
         let config = ListingTableConfig::new(url)
             .with_listing_options(listing)
             .with_schema(schema);
         let table = ListingTable::try_new(config)
             .map_err(|e| err(ErrorClass::InvalidConfig, e.to_string()))?;
-        Ok(Arc::new(table))
+        Ok(match single_file {
+            // A listing of a file that is gone is empty; a port naming one file must fail instead.
+            Some(file) => Arc::new(SingleFileTable {
+                inner: Arc::new(table),
+                file,
+                display_name: port.display_name.clone(),
+            }),
+            None => Arc::new(table),
+        })
+    }
+}
+
+/// A port bound to one named file: each scan first checks that the file still exists.
+#[derive(Debug)]
+struct SingleFileTable {
+    inner: Arc<dyn TableProvider>,
+    file: ListingTableUrl,
+    display_name: String,
+}
+
+#[async_trait]
+impl TableProvider for SingleFileTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::logical_expr::Expr],
+    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::object_store::ObjectStoreExt;
+        let store = state.runtime_env().object_store(&self.file)?;
+        if let Err(e) = store.head(self.file.prefix()).await {
+            let class = match e {
+                datafusion::object_store::Error::NotFound { .. } => ErrorClass::NotFound,
+                _ => ErrorClass::Unavailable,
+            };
+            return Err(ConnectorError::new(
+                class,
+                format!("port {}: cannot read {}: {e}", self.display_name, self.file),
+            )
+            .into_datafusion());
+        }
+        self.inner.scan(state, projection, filters, limit).await
     }
 }

@@ -216,3 +216,29 @@ async fn sqlite_tables_and_queries_with_their_types() {
         .expect("limit");
     assert_eq!(row_count(&limited), 1);
 }
+
+#[tokio::test]
+async fn data_removed_after_start_is_unavailable_not_internal() {
+    let dir = sources_mesh();
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    std::fs::remove_file(dir.path().join("data/events.arrow")).expect("remove");
+    let e = query(&mut c, "SELECT * FROM t.files.arrow")
+        .await
+        .expect_err("file is gone");
+    assert!(
+        matches!(e.code(), tonic::Code::Unavailable | tonic::Code::NotFound),
+        "{:?}: {}",
+        e.code(),
+        e.message()
+    );
+    // Other ports keep serving.
+    assert_eq!(
+        row_count(
+            &query(&mut c, "SELECT * FROM t.files.json")
+                .await
+                .expect("json")
+        ),
+        3
+    );
+}
