@@ -123,6 +123,7 @@ fn infer_schema(
     }
     let decls: Vec<(String, Option<DataType>)> = stmt
         .columns()
+        .into_iter()
         .map(|c| (c.name().to_string(), c.decl_type().map(arrow_type_for_decl)))
         .collect();
     let mut fields = Vec::with_capacity(decls.len());
