@@ -118,6 +118,18 @@ impl TestGateway {
         }
     }
 
+    /// A plain Flight client (no Flight SQL layer), for raw protocol tests.
+    pub async fn raw_client(
+        &self,
+    ) -> arrow_flight::flight_service_client::FlightServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        arrow_flight::flight_service_client::FlightServiceClient::new(channel)
+    }
+
     /// A Flight SQL client that did a handshake.
     pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
@@ -137,6 +149,13 @@ impl Drop for TestGateway {
             let _ = tx.send(());
         }
     }
+}
+
+/// Writes `text` to `dir/rel`, creating directories.
+pub fn write_file(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
 }
 
 /// Fetches every endpoint of `info`.

@@ -1,16 +1,8 @@
 //! Port contracts: exact names, order, types and nullability; hidden extra columns; NULLs in
 //! required columns; a port whose source does not match its contract.
 
-use std::path::Path;
-
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use meshgate_tests::{query, row_count, TestGateway};
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    std::fs::write(p, text).expect("write");
-}
+use meshgate_tests::{query, row_count, write_file as write, TestGateway};
 
 fn contract_mesh() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");

@@ -297,19 +297,13 @@ async fn size_amplifying_functions_are_bounded() {
 
 #[tokio::test]
 async fn malformed_parameter_batches_fail_only_their_request() {
-    use arrow_flight::flight_service_client::FlightServiceClient;
     use arrow_flight::sql::{
         ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
     };
     use arrow_flight::{Action, FlightData, FlightDescriptor};
 
     let gw = TestGateway::start(&demo_dir()).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let mut raw = FlightServiceClient::new(channel);
+    let mut raw = gw.raw_client().await;
     let req = ActionCreatePreparedStatementRequest {
         query: "SELECT n_name FROM customers.crm.nation WHERE n_nationkey = $1".into(),
         transaction_id: None,

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use arrow_flight::flight_service_client::FlightServiceClient;
 use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use futures::StreamExt;
@@ -76,12 +75,7 @@ async fn full_fetch_in_messages_of_at_most_2_mib() {
         .await
         .expect("info");
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("raw client");
-    let mut raw = FlightServiceClient::new(channel);
+    let mut raw = gw.raw_client().await;
     let mut stream = raw.do_get(ticket).await.expect("do_get").into_inner();
     let (mut messages, mut largest) = (0, 0);
     while let Some(m) = stream.next().await {

@@ -8,13 +8,7 @@ use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::parquet::arrow::ArrowWriter;
-use meshgate_tests::{query, row_count, TestGateway};
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    std::fs::write(p, text).expect("write");
-}
+use meshgate_tests::{query, row_count, write_file as write, TestGateway};
 
 fn batch(ids: &[i64], names: &[&str]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
