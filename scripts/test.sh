@@ -6,6 +6,10 @@
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default: ./target)
 #   MESHGATE_VENV      the Python virtualenv for client tests (default: ./.venv)
+#   MESHGATE_TEST_PG_URL, MESHGATE_TEST_MYSQL_URL
+#                      existing servers for the SQL-source tests (postgres://user:pw@host:port/db,
+#                      mysql://...); without them PostgreSQL and MariaDB are started here from
+#                      the Debian packages (installed when missing) for the length of the run
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,6 +28,17 @@ fi
 cargo --version
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+
+step "database servers for the SQL-source tests (Debian packages)"
+if command -v apt-get >/dev/null; then
+  missing=()
+  command -v mariadbd >/dev/null || missing+=(mariadb-server)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
 
 step "python virtualenv for client tests"
@@ -48,9 +63,27 @@ step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "each connector crate builds on its own"
-for crate in meshgate-connector meshgate-connector-files meshgate-connector-sqlite meshgate-config meshgate-proto; do
+for crate in meshgate-connector meshgate-connector-sql meshgate-connector-files meshgate-connector-sqlite \
+  meshgate-connector-postgres meshgate-connector-mysql meshgate-config meshgate-proto; do
   cargo check -q --locked -p "$crate"
 done
+
+step "start PostgreSQL and MariaDB with TPC-H for the whole test run"
+if [ -z "${MESHGATE_TEST_PG_URL:-}" ] || [ -z "${MESHGATE_TEST_MYSQL_URL:-}" ]; then
+  cargo build -q --locked -p meshgate-tests --bin meshgate-testdbs
+  dbenv=$(mktemp -d)/dbs.env
+  # The servers stop when this script exits and closes fd 3.
+  exec 3> >("$target/debug/meshgate-testdbs" "$dbenv")
+  for _ in $(seq 1 900); do
+    [ -f "$dbenv" ] && break
+    sleep 0.2
+  done
+  [ -f "$dbenv" ] || { echo "test databases did not start" >&2; exit 1; }
+  set -a
+  # shellcheck disable=SC1090
+  . "$dbenv"
+  set +a
+fi
 
 step "Rust tests (unit, integration)"
 cargo nextest run --workspace --locked --no-fail-fast
@@ -61,6 +94,7 @@ cargo test --workspace --locked --doc -q
 step "meshgate validate on the checked-in examples"
 cargo build -q --locked -p meshgate --bin meshgate
 "$target/debug/meshgate" validate config/examples/demo
+CRM_PG_PASSWORD=unused SUPPLY_PASSWORD=unused "$target/debug/meshgate" validate config/examples/sql
 
 step "client conformance tests (ADBC, flightsql-dbapi, SQLAlchemy) against the meshgate binary"
 MESHGATE_BIN="$target/debug/meshgate" "$venv/bin/python" -m pytest -q tests/clients

@@ -53,7 +53,7 @@ pub struct SourceDoc {
     /// Unique source name, referenced by ports.
     #[schemars(with = "String")]
     pub name: Spanned<String>,
-    /// Source kind: `files`, `sqlite` (and later `postgres`, `mysql`, `flightsql`).
+    /// Source kind: `files`, `sqlite`, `postgres`, `mysql` (and later `flightsql`).
     #[schemars(with = "String")]
     pub kind: Spanned<String>,
     /// Options of the source kind; each connector documents its keys. Secrets are written
@@ -64,6 +64,15 @@ pub struct SourceDoc {
     /// What this source is.
     #[serde(default)]
     pub description: Option<String>,
+    /// SQL sources: push joins and aggregates of sub-plans that touch only this source to it
+    /// as one statement (default `true`). `false` pushes only projections, filters and limits
+    /// per port: a comparison point and an escape hatch.
+    #[serde(default = "default_true")]
+    pub federation: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn empty_options() -> Spanned<serde_json::Value> {

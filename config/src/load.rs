@@ -73,6 +73,15 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
                 continue;
             }
             let options_origin = Origin::at(&mesh_path, s.options.referenced);
+            for key in literal_credentials(&s.options.value) {
+                errors.push(ConfigError::new(
+                    options_origin.clone(),
+                    format!(
+                        "source `{name}`: `{key}` holds a credential and must be a secret reference, \
+                         `{{ env: NAME }}` or `{{ file: path }}`, not a literal value"
+                    ),
+                ));
+            }
             let options = match resolve_secrets(&s.options.value, dir) {
                 Ok(v) => v,
                 Err(problems) => {
@@ -101,6 +110,7 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
                     origin,
                     options_origin,
                     description: s.description,
+                    federation: s.federation,
                 },
             );
         }
@@ -473,4 +483,39 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Confi
             out.push(path);
         }
     }
+}
+
+/// Option keys that hold credentials: their values must come from `{env}`/`{file}` secrets.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "password",
+    "token",
+    "secret_access_key",
+    "session_token",
+    "client_secret",
+    "private_key",
+];
+
+/// Paths of credential keys (at any depth) whose value is written literally.
+fn literal_credentials(v: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(m) = v {
+            for (k, child) in m {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let is_secret_ref = matches!(child, serde_json::Value::Object(o)
+                    if o.len() == 1 && (o.contains_key("env") || o.contains_key("file")));
+                if CREDENTIAL_KEYS.contains(&k.as_str()) && !is_secret_ref && !child.is_null() {
+                    out.push(here);
+                } else {
+                    walk(child, &here, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out
 }

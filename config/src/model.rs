@@ -134,6 +134,8 @@ pub struct Source {
     pub options_origin: Origin,
     /// Description.
     pub description: Option<String>,
+    /// Whether sub-plans may be pushed to this source as whole statements (SQL sources).
+    pub federation: bool,
 }
 
 /// A domain: the products published under one catalog.

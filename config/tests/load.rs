@@ -22,6 +22,9 @@ sources:
     options: { path: x.sqlite, password: { env: MESHGATE_TEST_SURELY_UNSET_VAR } }
   - name: lake
     kind: files
+  - name: crm
+    kind: postgres
+    options: { host: db, nested: { password: hunter2 } }
 ";
 
 const GOOD_PRODUCT: &str = "apiVersion: meshgate/v1
@@ -101,7 +104,10 @@ ports:
         "{e}"
     );
     find("duplicate product `sales.orders`");
-    assert!(errors.len() >= 8, "{text:#?}");
+    let e = find("`nested.password` holds a credential");
+    assert_eq!(e.origin.line, 15, "{e}");
+    assert!(!text.iter().any(|t| t.contains("hunter2")), "{text:#?}");
+    assert!(errors.len() >= 9, "{text:#?}");
 }
 
 #[test]
@@ -131,6 +137,7 @@ fn a_valid_mesh_loads() {
     write(dir.path(), "mesh.yaml", "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n  - { name: lake, kind: files, options: { url: data } }\n");
     write(dir.path(), "domains/sales/orders.yaml", GOOD_PRODUCT);
     let mesh = load_mesh(dir.path()).expect("valid");
+    assert!(mesh.sources.values().all(|s| s.federation), "federation is on by default");
     let port = mesh.port("sales", "orders", "orders").expect("port");
     let cols = port.columns.as_ref().expect("contract");
     assert_eq!(

@@ -1,14 +1,15 @@
 //! The served catalog: domains as SQL catalogs, products as schemas, ports as tables.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use datafusion::catalog::{
-    CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
-};
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion_federation::FederatedTableProviderAdaptor;
 use meshgate_config::{Mesh, Port, Product};
-use meshgate_connector::{Connector, PortRequest, Registry, SourceContext};
+use meshgate_connector::{Connector, OpenedPort, PortRequest, Registry, SourceContext};
 
 use crate::contract::PortTable;
 use crate::error::GatewayError;
@@ -18,19 +19,38 @@ use crate::error::GatewayError;
 pub struct ServedPort {
     /// `(domain, product, port)`.
     pub names: (String, String, String),
-    /// The port table (contract applied).
+    /// The port table (contract applied): schema and metadata.
     pub table: Arc<PortTable>,
+    /// What DataFusion plans with: `table`, or a federated adaptor in front of it.
+    pub provider: Arc<dyn TableProvider>,
+    /// Whether sub-plans over this port may be pushed to its source.
+    pub federated: bool,
 }
 
-/// Every port of a mesh, opened, plus the problems of those that could not be opened.
+type PortKey = (String, String, String);
+
+/// A port that could not be opened, and when that was last tried.
+#[derive(Debug, Clone)]
+struct FailedPort {
+    error: GatewayError,
+    tried: Instant,
+}
+
+/// Ports that failed are tried again on use, at most this often.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Every port of a mesh: opened, or failed with the reason (and tried again when queried,
+/// so that a source that was down at start-up serves once it is back).
 #[derive(Debug)]
 pub struct MeshCatalog {
     /// The mesh it was built from.
     pub mesh: Arc<Mesh>,
-    /// Ports that serve, by `(domain, product, port)`.
-    pub ports: BTreeMap<(String, String, String), ServedPort>,
-    /// Ports that could not be opened, with the reason (served as errors when queried).
-    pub failed: BTreeMap<(String, String, String), GatewayError>,
+    connectors: BTreeMap<String, Result<Arc<dyn Connector>, GatewayError>>,
+    ports: RwLock<BTreeMap<PortKey, ServedPort>>,
+    failed: Mutex<BTreeMap<PortKey, FailedPort>>,
+    /// Serializes re-opening, so that a burst of queries makes one attempt.
+    reopening: tokio::sync::Mutex<()>,
+    session: SessionState,
     list: Arc<MeshCatalogList>,
 }
 
@@ -48,14 +68,13 @@ pub fn port_request(product: &Product, port: &Port) -> PortRequest {
 
 impl MeshCatalog {
     /// Creates a connector per source and opens every port. A source or port that fails is
-    /// logged and recorded in `failed`; the rest serve.
+    /// logged and recorded; the rest serve.
     pub async fn build(
         mesh: Arc<Mesh>,
         registry: &Registry,
-        session: &dyn Session,
+        session: &SessionState,
     ) -> Result<Self, GatewayError> {
-        let mut connectors: BTreeMap<String, Result<Arc<dyn Connector>, GatewayError>> =
-            BTreeMap::new();
+        let mut connectors = BTreeMap::new();
         for (name, source) in &mesh.sources {
             let Some(factory) = registry.get(&source.kind) else {
                 return Err(GatewayError::BadRequest(format!(
@@ -74,48 +93,104 @@ impl MeshCatalog {
                 .map_err(GatewayError::from);
             connectors.insert(name.to_string(), c);
         }
-        let mut ports = BTreeMap::new();
-        let mut failed = BTreeMap::new();
+        let tables = Arc::new(RwLock::new(BTreeMap::new()));
+        let list = Arc::new(MeshCatalogList::new(&mesh, Arc::clone(&tables)));
+        let catalog = Self {
+            mesh: Arc::clone(&mesh),
+            connectors,
+            ports: RwLock::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
+            reopening: tokio::sync::Mutex::new(()),
+            session: session.clone(),
+            list,
+        };
         for (domain, product, port) in mesh.ports() {
             let key = (
                 domain.name.to_string(),
                 product.name.to_string(),
                 port.name.to_string(),
             );
-            let opened = match connectors.get(port.source.as_str()) {
-                Some(Ok(c)) => match c.open_port(session, &port_request(product, port)).await {
-                    Ok(t) => PortTable::new((&key.0, &key.1, &key.2), port, t),
-                    Err(e) => Err(e.into()),
-                },
-                Some(Err(e)) => Err(GatewayError::Unavailable(e.to_string())),
-                None => Err(GatewayError::internal(format!(
-                    "source {} vanished",
-                    port.source
-                ))),
-            };
-            match opened {
-                Ok(table) => {
-                    ports.insert(
-                        key.clone(),
-                        ServedPort {
-                            names: key,
-                            table: Arc::new(table),
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(port = %format!("{}.{}.{}", key.0, key.1, key.2), error = %e, "port not served");
-                    failed.insert(key, e);
-                }
+            // A failure is logged and recorded; the port is tried again when queried.
+            let _ = catalog.open(key, product, port).await;
+        }
+        Ok(catalog)
+    }
+
+    /// Opens one port and records the outcome.
+    async fn open(&self, key: PortKey, product: &Product, port: &Port) -> Result<(), GatewayError> {
+        let federation_on = self
+            .mesh
+            .sources
+            .get(port.source.as_str())
+            .is_some_and(|s| s.federation);
+        let opened = match self.connectors.get(port.source.as_str()) {
+            Some(Ok(c)) => match c.open_port(&self.session, &port_request(product, port)).await {
+                Ok(opened) => served_port(&key, port, opened, federation_on),
+                Err(e) => Err(e.into()),
+            },
+            Some(Err(e)) => Err(GatewayError::Unavailable(e.to_string())),
+            None => Err(GatewayError::internal(format!(
+                "source {} vanished",
+                port.source
+            ))),
+        };
+        match opened {
+            Ok(served) => {
+                write(&self.list.tables).insert(key.clone(), Arc::clone(&served.provider));
+                write(&self.ports).insert(key.clone(), served);
+                lock(&self.failed).remove(&key);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(port = %format!("{}.{}.{}", key.0, key.1, key.2), error = %e, "port not served");
+                lock(&self.failed).insert(
+                    key,
+                    FailedPort {
+                        error: e.clone(),
+                        tried: Instant::now(),
+                    },
+                );
+                Err(e)
             }
         }
-        let list = Arc::new(MeshCatalogList::new(&ports));
-        Ok(Self {
-            mesh,
-            ports,
-            failed,
-            list,
-        })
+    }
+
+    /// Makes sure a declared port is open: a port that failed before is tried again (at most
+    /// once per second). `Ok(false)` when no such port is declared.
+    pub async fn ensure_port(&self, key: &PortKey) -> Result<bool, GatewayError> {
+        if read(&self.ports).contains_key(key) {
+            return Ok(true);
+        }
+        let Some((_, product, port)) = self.mesh.ports().find(|(d, p, t)| {
+            d.name.as_str() == key.0 && p.name.as_str() == key.1 && t.name.as_str() == key.2
+        }) else {
+            return Ok(false);
+        };
+        let _one_at_a_time = self.reopening.lock().await;
+        if read(&self.ports).contains_key(key) {
+            return Ok(true);
+        }
+        if let Some(f) = lock(&self.failed).get(key) {
+            if f.tried.elapsed() < RETRY_INTERVAL {
+                return Err(f.error.clone());
+            }
+        }
+        self.open(key.clone(), product, port).await?;
+        tracing::info!(port = %format!("{}.{}.{}", key.0, key.1, key.2), "port serves again");
+        Ok(true)
+    }
+
+    /// The ports that serve now.
+    pub fn served(&self) -> BTreeMap<PortKey, ServedPort> {
+        read(&self.ports).clone()
+    }
+
+    /// The ports that do not serve now, with the reason.
+    pub fn unavailable(&self) -> BTreeMap<PortKey, GatewayError> {
+        lock(&self.failed)
+            .iter()
+            .map(|(k, f)| (k.clone(), f.error.clone()))
+            .collect()
     }
 
     /// The catalog list registered in every query session.
@@ -132,35 +207,93 @@ impl MeshCatalog {
     }
 }
 
-type Tables = BTreeMap<String, Arc<dyn TableProvider>>;
+/// Puts the contract in front of an opened port and decides whether it is federated: only
+/// when the source allows it and the contract is a plain view of the source's columns (same
+/// names and types; hiding and reordering is fine), so that pushed SQL means what the
+/// contract says.
+fn served_port(
+    key: &PortKey,
+    port: &Port,
+    opened: OpenedPort,
+    federation_on: bool,
+) -> Result<ServedPort, GatewayError> {
+    let table = Arc::new(PortTable::new(
+        (&key.0, &key.1, &key.2),
+        port,
+        port.source.as_str(),
+        opened.provider,
+    )?);
+    let (provider, federated): (Arc<dyn TableProvider>, bool) =
+        match (&opened.federation, federation_on && table.is_view_of_source()) {
+            (Some(f), true) => {
+                let source = f.table_source(table.schema());
+                let adaptor = FederatedTableProviderAdaptor::new_with_provider(
+                    source,
+                    Arc::clone(&table) as Arc<dyn TableProvider>,
+                );
+                (Arc::new(adaptor), true)
+            }
+            _ => (Arc::clone(&table) as Arc<dyn TableProvider>, false),
+        };
+    Ok(ServedPort {
+        names: key.clone(),
+        table,
+        provider,
+        federated,
+    })
+}
 
-/// DataFusion view of the served ports. Immutable once built.
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+type Tables = Arc<RwLock<BTreeMap<PortKey, Arc<dyn TableProvider>>>>;
+
+/// DataFusion view of the mesh: every declared domain, product and port name; a port's
+/// table is there once it has been opened.
 #[derive(Debug)]
 pub struct MeshCatalogList {
     catalogs: BTreeMap<String, Arc<DomainCatalog>>,
+    tables: Tables,
 }
 
 impl MeshCatalogList {
-    fn new(ports: &BTreeMap<(String, String, String), ServedPort>) -> Self {
-        let mut tree: BTreeMap<String, BTreeMap<String, Tables>> = BTreeMap::new();
-        for ((d, p, t), sp) in ports {
-            tree.entry(d.clone())
+    fn new(mesh: &Mesh, tables: Tables) -> Self {
+        let mut tree: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        for (d, p, t) in mesh.ports() {
+            tree.entry(d.name.to_string())
                 .or_default()
-                .entry(p.clone())
+                .entry(p.name.to_string())
                 .or_default()
-                .insert(t.clone(), Arc::clone(&sp.table) as Arc<dyn TableProvider>);
+                .push(t.name.to_string());
         }
         let catalogs = tree
             .into_iter()
             .map(|(d, products)| {
                 let schemas = products
                     .into_iter()
-                    .map(|(p, tables)| (p, Arc::new(ProductSchema { tables })))
+                    .map(|(p, names)| {
+                        let schema = ProductSchema {
+                            domain: d.clone(),
+                            product: p.clone(),
+                            names,
+                            tables: Arc::clone(&tables),
+                        };
+                        (p, Arc::new(schema))
+                    })
                     .collect();
                 (d, Arc::new(DomainCatalog { schemas }))
             })
             .collect();
-        Self { catalogs }
+        Self { catalogs, tables }
     }
 }
 
@@ -216,20 +349,34 @@ impl CatalogProvider for DomainCatalog {
 /// A product.
 #[derive(Debug)]
 struct ProductSchema {
-    tables: BTreeMap<String, Arc<dyn TableProvider>>,
+    domain: String,
+    product: String,
+    names: Vec<String>,
+    tables: Tables,
+}
+
+impl ProductSchema {
+    fn key(&self, name: &str) -> PortKey {
+        (self.domain.clone(), self.product.clone(), name.to_string())
+    }
 }
 
 #[async_trait::async_trait]
 impl SchemaProvider for ProductSchema {
     fn table_names(&self) -> Vec<String> {
-        self.tables.keys().cloned().collect()
+        let tables = read(&self.tables);
+        self.names
+            .iter()
+            .filter(|n| tables.contains_key(&self.key(n)))
+            .cloned()
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.tables.get(name).cloned())
+        Ok(read(&self.tables).get(&self.key(name)).cloned())
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.contains_key(name)
+        read(&self.tables).contains_key(&self.key(name))
     }
 }

@@ -15,6 +15,10 @@ pub fn default_registry() -> Registry {
     r.register(Arc::new(meshgate_connector_files::FilesFactory));
     #[cfg(feature = "sqlite")]
     r.register(Arc::new(meshgate_connector_sqlite::SqliteFactory));
+    #[cfg(feature = "postgres")]
+    r.register(Arc::new(meshgate_connector_postgres::PostgresFactory));
+    #[cfg(feature = "mysql")]
+    r.register(Arc::new(meshgate_connector_mysql::MysqlFactory));
     r
 }
 

@@ -143,13 +143,16 @@ pub struct PortTable {
     /// For each served column, whether a filter on it means the same on the source column.
     same_type: Vec<bool>,
     display_name: String,
+    source_name: String,
 }
 
 impl PortTable {
-    /// Puts `port`'s contract (if any) in front of `source`.
+    /// Puts `port`'s contract (if any) in front of `source`, a table of the mesh source
+    /// named `source_name`.
     pub fn new(
         names: (&str, &str, &str),
         port: &Port,
+        source_name: &str,
         source: Arc<dyn TableProvider>,
     ) -> Result<Self, GatewayError> {
         let display_name = format!("{}.{}.{}", names.0, names.1, names.2);
@@ -215,7 +218,20 @@ impl PortTable {
             mapping,
             same_type,
             display_name,
+            source_name: source_name.to_string(),
         })
+    }
+
+    /// Whether the port is a plain view of source columns: every served column is a source
+    /// column of the same name and type (a contract may still hide, reorder and require
+    /// columns). Only such ports are federated.
+    pub fn is_view_of_source(&self) -> bool {
+        self.same_type.iter().all(|s| *s)
+    }
+
+    /// The mesh source the port reads.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
     }
 
     fn filter_is_pushable(&self, e: &Expr) -> bool {
@@ -291,6 +307,7 @@ impl TableProvider for PortTable {
             input,
             out_schema,
             self.display_name.clone(),
+            self.source_name.clone(),
         )))
     }
 }
@@ -301,11 +318,17 @@ pub struct ContractExec {
     input: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
     port: String,
+    source: String,
     properties: Arc<PlanProperties>,
 }
 
 impl ContractExec {
-    fn new(input: Arc<dyn ExecutionPlan>, schema: SchemaRef, port: String) -> Self {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        schema: SchemaRef,
+        port: String,
+        source: String,
+    ) -> Self {
         let p = input.properties();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -317,8 +340,14 @@ impl ContractExec {
             input,
             schema,
             port,
+            source,
             properties,
         }
+    }
+
+    /// The mesh source this scan reads.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 }
 
@@ -359,6 +388,7 @@ impl ExecutionPlan for ContractExec {
             input,
             Arc::clone(&self.schema),
             self.port.clone(),
+            self.source.clone(),
         )))
     }
 

@@ -7,7 +7,7 @@ use tonic::Status;
 
 /// Everything a request can fail with. Each variant's message is shown to the client, except
 /// `Internal`, which the client sees as a correlation id (the detail goes to the log).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// The SQL text is not valid or does not plan (unknown column, type mismatch, ...).
     #[error("{0}")]

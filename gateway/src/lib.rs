@@ -36,3 +36,4 @@ pub mod flight;
 pub mod limits;
 pub mod query;
 pub mod server;
+pub mod source_reads;

@@ -23,7 +23,11 @@ use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion_federation::FederatedQueryPlanner;
+
 use crate::catalog::MeshCatalog;
+use crate::source_reads::CountSourceReads;
 use crate::error::GatewayError;
 use crate::limits::{check_amplifying_functions, SqlLimits};
 
@@ -68,17 +72,24 @@ pub fn session_config(target_partitions: usize) -> SessionConfig {
     config
 }
 
-/// A session state with DataFusion's functions but without table functions (`range`,
-/// `generate_series` produce unbounded rows), table factories or URL tables.
+/// A session state with DataFusion's functions and federation, but without table functions
+/// (`range`, `generate_series` produce unbounded rows), table factories or URL tables.
 pub fn build_session_state(
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
     catalog: &MeshCatalog,
 ) -> SessionState {
+    let mut physical_rules = PhysicalOptimizer::new().rules;
+    physical_rules.push(Arc::new(CountSourceReads));
     SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        // Sub-plans that touch only one SQL source (or several with the same server and
+        // credentials) are cut out and sent to it as one statement.
+        .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
+        .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
+        .with_physical_optimizer_rules(physical_rules)
         .with_table_functions(HashMap::new())
         .with_table_factories(HashMap::new())
         .with_catalog_list(catalog.catalog_list())
@@ -160,7 +171,7 @@ impl QueryEngine {
         let catalog = Arc::clone(&self.catalog);
         self.on_planner(move |handle| {
             let statement = parse_one(&sql, &limits)?;
-            check_tables(&state, &catalog, &statement)?;
+            check_tables(&state, &catalog, &statement, &handle)?;
             let plan = handle.block_on(state.statement_to_plan(statement))?;
             sql_options().verify_plan(&plan).map_err(|e| {
                 GatewayError::Rejected(format!(
@@ -329,6 +340,7 @@ fn check_tables(
     state: &SessionState,
     catalog: &MeshCatalog,
     stmt: &DFStatement,
+    handle: &tokio::runtime::Handle,
 ) -> Result<(), GatewayError> {
     for r in state.resolve_table_references(stmt)? {
         let full = r.clone().resolve("mesh", "catalog");
@@ -337,14 +349,16 @@ fn check_tables(
             full.schema.to_string(),
             full.table.to_string(),
         );
-        if catalog.ports.contains_key(&key) {
-            continue;
-        }
-        if let Some(e) = catalog.failed.get(&key) {
-            return Err(GatewayError::Unavailable(format!(
-                "port {}.{}.{} is not available: {e}",
-                key.0, key.1, key.2
-            )));
+        // A port whose source was down is tried again here, so it serves once it is back.
+        match handle.block_on(catalog.ensure_port(&key)) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                return Err(GatewayError::Unavailable(format!(
+                    "port {}.{}.{} is not available: {e}",
+                    key.0, key.1, key.2
+                )))
+            }
         }
         return Err(GatewayError::NotFound(unknown_table_message(
             &r,

@@ -68,8 +68,8 @@ pub async fn build_engine(
         .build();
     let catalog = Arc::new(MeshCatalog::build(mesh, registry, &probe).await?);
     tracing::info!(
-        ports = catalog.ports.len(),
-        unavailable = catalog.failed.len(),
+        ports = catalog.served().len(),
+        unavailable = catalog.unavailable().len(),
         "mesh loaded"
     );
     Ok(Arc::new(QueryEngine::new(

@@ -35,8 +35,13 @@ PORTS = {
 }
 
 
+# The client tests run these over the demo; the Rust tests run all 22 (tests/tpch) over the
+# demo and over the PostgreSQL + MariaDB + Parquet mesh.
+CLIENT_QUERIES = ["q01", "q03", "q05", "q06", "q09", "q10", "q11", "q12", "q14", "q19"]
+
+
 def tpch_names():
-    return sorted(p.stem for p in TPCH_DIR.glob("q*.sql"))
+    return CLIENT_QUERIES
 
 
 def tpch_sql(name, mesh_names=True):

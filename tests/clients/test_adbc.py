@@ -5,6 +5,7 @@ import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import pyarrow as pa
 import pytest
+import time
 
 from conftest import tpch_names, tpch_sql
 from normalize import assert_same_rows
@@ -93,3 +94,28 @@ def test_errors_are_actionable(conn):
     cur.execute("SELECT 1 AS one")
     assert cur.fetchone() == (1,)
     cur.close()
+
+
+def test_the_log_line_of_a_query_has_rows_and_bytes_per_source(conn, gateway):
+    cur = conn.cursor()
+    # customers (SQLite, federated: the join runs there) joined with sales (Parquet).
+    cur.execute(
+        "SELECT n.n_name, count(*) AS orders FROM sales.orders.orders o "
+        "JOIN customers.crm.customer c ON o.o_custkey = c.c_custkey "
+        "JOIN customers.crm.nation n ON c.c_nationkey = n.n_nationkey "
+        "WHERE n.n_name = 'FRANCE' GROUP BY n.n_name"
+    )
+    assert cur.fetch_arrow_table().num_rows == 1
+    cur.close()
+    # The line is written when the server's stream ends, just after the client has the data.
+    deadline = time.monotonic() + 10
+    while True:
+        log = (gateway["data"] / "meshgate.log").read_text()
+        lines = [
+            l for l in log.splitlines()
+            if "query finished" in l and "crm_db:rows=" in l and "sales_lake:rows=" in l
+        ]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert lines, log[-2000:]

@@ -1,6 +1,8 @@
 //! Test harness: an in-process gateway bound to port 0, a Flight SQL client, the demo mesh at
 //! a small scale, and a reference DataFusion context over the same TPC-H data.
 
+pub mod dbs;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -288,4 +290,68 @@ pub fn reference_context() -> SessionContext {
         ],
     );
     ctx
+}
+
+/// Compares two results as sorted rows: text cells exactly, numeric cells to 1e-6 relative
+/// (engines may round the last digit of a decimal division differently). `Err` describes
+/// the first difference.
+pub fn compare_rows(got: &[RecordBatch], want: &[RecordBatch]) -> Result<(), String> {
+    let (g, w) = (sorted_rows(got), sorted_rows(want));
+    if g.len() != w.len() {
+        return Err(format!("{} rows, expected {}", g.len(), w.len()));
+    }
+    for (a, b) in g.iter().zip(&w) {
+        let ca: Vec<&str> = a.split('|').map(str::trim).collect();
+        let cb: Vec<&str> = b.split('|').map(str::trim).collect();
+        let same = ca.len() == cb.len()
+            && ca.iter().zip(&cb).all(|(x, y)| {
+                x == y
+                    || match (x.parse::<f64>(), y.parse::<f64>()) {
+                        (Ok(p), Ok(q)) => (p - q).abs() <= 1e-6 * p.abs().max(q.abs()).max(1.0),
+                        _ => false,
+                    }
+            });
+        if !same {
+            return Err(format!("row differs:\n got  {a}\n want {b}"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every TPC-H query on `client` and compares with `reference`; returns every failure.
+pub async fn check_tpch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    reference: &SessionContext,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut non_empty = 0;
+    let names = tpch_query_names();
+    assert_eq!(names.len(), 22, "{names:?}");
+    for name in &names {
+        let sql = tpch_query(name);
+        let want = reference
+            .sql(&sql)
+            .await
+            .expect("reference plans")
+            .collect()
+            .await
+            .expect("reference runs");
+        match query(client, &sql).await {
+            Ok(got) => {
+                if row_count(&got) > 0 {
+                    non_empty += 1;
+                }
+                if let Err(e) = compare_rows(&got, &want) {
+                    failures.push(format!("{name}: {e}"));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    if non_empty < 18 {
+        failures.push(format!(
+            "only {non_empty} of 22 queries return rows at this scale"
+        ));
+    }
+    failures
 }

@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion_federation::FederatedTableSource;
 
 pub use error::{ConnectorError, ErrorClass};
 pub use registry::Registry;
@@ -80,6 +82,36 @@ pub trait ConnectorFactory: Send + Sync + Debug {
     ) -> Result<Arc<dyn Connector>, ConnectorError>;
 }
 
+/// A port opened by a connector.
+#[derive(Debug, Clone)]
+pub struct OpenedPort {
+    /// Scans the port on its own (projection, and the filters and limit it declares, pushed
+    /// to the source). Always present: it serves when federation is off or not possible.
+    pub provider: Arc<dyn TableProvider>,
+    /// Present when the source can run whole sub-plans (joins, aggregates, sorts) as one
+    /// statement: the gateway then lets datafusion-federation cut the plan.
+    pub federation: Option<Arc<dyn PortFederation>>,
+}
+
+impl From<Arc<dyn TableProvider>> for OpenedPort {
+    fn from(provider: Arc<dyn TableProvider>) -> Self {
+        Self {
+            provider,
+            federation: None,
+        }
+    }
+}
+
+/// How a port takes part in federation.
+pub trait PortFederation: Send + Sync + Debug {
+    /// The federated table source of the port as the gateway serves it. `schema` is a subset
+    /// of the provider's columns, with the provider's names and types, in the served order
+    /// (a contract may hide and reorder columns, never rename or retype them here: the
+    /// gateway only federates ports whose contract is such a view). Sub-plans over sources
+    /// with equal `compute_context` (same server, same credentials) are merged.
+    fn table_source(&self, schema: SchemaRef) -> Arc<dyn FederatedTableSource>;
+}
+
 /// One configured source: opens its ports as DataFusion tables.
 #[async_trait]
 pub trait Connector: Send + Sync + Debug {
@@ -92,5 +124,5 @@ pub trait Connector: Send + Sync + Debug {
         &self,
         session: &dyn Session,
         port: &PortRequest,
-    ) -> Result<Arc<dyn TableProvider>, ConnectorError>;
+    ) -> Result<OpenedPort, ConnectorError>;
 }

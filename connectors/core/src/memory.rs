@@ -69,7 +69,7 @@ impl Connector for MemoryConnector {
         &self,
         _session: &dyn Session,
         port: &PortRequest,
-    ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
+    ) -> Result<crate::OpenedPort, ConnectorError> {
         let name = port.table.as_deref().unwrap_or_default();
         let batches = self.tables.get(name).ok_or_else(|| {
             ConnectorError::new(
@@ -85,6 +85,6 @@ impl Connector for MemoryConnector {
         })?;
         let table = MemTable::try_new(schema, vec![batches.clone()])
             .map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))?;
-        Ok(Arc::new(table))
+        Ok((Arc::new(table) as Arc<dyn TableProvider>).into())
     }
 }

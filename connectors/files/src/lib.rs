@@ -44,7 +44,8 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use meshgate_connector::{
-    Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
+    Connector, ConnectorError, ConnectorFactory, ErrorClass, OpenedPort, PortRequest,
+    SourceContext,
 };
 use serde::Deserialize;
 
@@ -345,7 +346,7 @@ impl Connector for FilesConnector {
         &self,
         session: &dyn Session,
         port: &PortRequest,
-    ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
+    ) -> Result<OpenedPort, ConnectorError> {
         let err = |class, msg: String| {
             ConnectorError::new(
                 class,
@@ -392,7 +393,7 @@ impl Connector for FilesConnector {
             .with_schema(schema);
         let table = ListingTable::try_new(config)
             .map_err(|e| err(ErrorClass::InvalidConfig, e.to_string()))?;
-        Ok(match single_file {
+        let provider: Arc<dyn TableProvider> = match single_file {
             // A listing of a file that is gone is empty; a port naming one file must fail instead.
             Some(file) => Arc::new(SingleFileTable {
                 inner: Arc::new(table),
@@ -400,7 +401,8 @@ impl Connector for FilesConnector {
                 display_name: port.display_name.clone(),
             }),
             None => Arc::new(table),
-        })
+        };
+        Ok(provider.into())
     }
 }
 

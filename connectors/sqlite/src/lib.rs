@@ -7,16 +7,27 @@
 //! |---|---|---|
 //! | `path` | the database file, absolute or relative to `mesh.yaml`; opened read-only | required |
 //! | `busy_timeout_ms` | how long to wait for a writer's lock | `5000` |
+//! | `statement_timeout_ms` | until the first batch, and between two batches | `300000` |
 //!
 //! # Port keys
 //!
-//! `table: name` or `query: "SELECT ..."` (exactly one).
+//! `table: name` (federated) or `query: "SELECT ..."` (scanned as a derived table).
 //!
 //! # What is pushed down
 //!
-//! Projection (only the needed columns are selected) and `LIMIT` when DataFusion passes one.
-//! Filters, joins and aggregates run in the gateway (federated pushdown comes with the SQL
-//! sources work).
+//! SQLite is a federated SQL source (`meshgate-connector-sql`): the largest sub-plan over
+//! tables of one database file goes to it as one statement in the SQLite dialect.
+//!
+//! | plan part | federated (`federation: true`, default) | `federation: false` |
+//! |---|---|---|
+//! | projection | yes | yes |
+//! | filters | yes, any expression the SQLite unparser writes | comparisons, `AND`/`OR`/`NOT`, `IN`, `BETWEEN`, `IS [NOT] NULL` |
+//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` alone |
+//! | aggregates, `GROUP BY`, `DISTINCT` | yes | no |
+//! | joins, subqueries, `UNION` | between tables of sources on the same file | no |
+//!
+//! Values of a pushed statement arrive as SQLite's integers, reals, text and blobs and are
+//! cast to the types DataFusion planned (a `SUM` of an INTEGER column to Int64, say).
 //!
 //! # Type mapping
 //!
@@ -44,13 +55,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
 use meshgate_connector::{
     Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
 };
+use meshgate_connector_sql::{check_port, PoolSettings, SqlConnector, SqlSource};
 use serde::Deserialize;
 
-pub use scan::SqliteTable;
+pub use scan::{SqliteBackend, SqliteSource};
 
 /// Typed source options of `kind: sqlite`.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +72,9 @@ pub struct SqliteOptions {
     /// Busy timeout in milliseconds.
     #[serde(default = "default_busy_timeout")]
     pub busy_timeout_ms: u64,
+    /// Until the first batch, and between two batches.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
 }
 
 fn default_busy_timeout() -> u64 {
@@ -74,28 +88,12 @@ pub struct SqliteFactory;
 fn parse(
     ctx: &SourceContext,
     options: &serde_json::Value,
-) -> Result<(SqliteOptions, PathBuf), String> {
+) -> Result<(SqliteOptions, PathBuf, PoolSettings), String> {
     let opts: SqliteOptions = serde_json::from_value(options.clone())
         .map_err(|e| format!("invalid sqlite options: {e}"))?;
     let path = ctx.base_dir.join(&opts.path);
-    Ok((opts, path))
-}
-
-/// The SQL that reads a port: its query, or `SELECT * FROM "table"`.
-fn port_sql(port: &PortRequest) -> Result<String, String> {
-    match (&port.table, &port.query) {
-        (Some(t), None) => Ok(format!("SELECT * FROM {}", quote_table(t))),
-        (None, Some(q)) => Ok(q.trim().trim_end_matches(';').to_string()),
-        _ => Err("sqlite ports need exactly one of `table` or `query`".to_string()),
-    }
-}
-
-/// Quotes `[schema.]table` for SQLite.
-fn quote_table(t: &str) -> String {
-    t.split('.')
-        .map(scan::quote_ident)
-        .collect::<Vec<_>>()
-        .join(".")
+    let settings = PoolSettings::from_options(None, None, None, opts.statement_timeout_ms)?;
+    Ok((opts, path, settings))
 }
 
 #[async_trait]
@@ -117,7 +115,7 @@ impl ConnectorFactory for SqliteFactory {
             problems.push((None, e));
         }
         for (i, p) in ports.iter().enumerate() {
-            if let Err(e) = port_sql(p) {
+            if let Err(e) = check_port(p) {
                 problems.push((Some(i), e));
             }
         }
@@ -129,41 +127,20 @@ impl ConnectorFactory for SqliteFactory {
         ctx: SourceContext,
         options: serde_json::Value,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let (opts, path) = parse(&ctx, &options).map_err(|e| {
+        let (opts, path, settings) = parse(&ctx, &options).map_err(|e| {
             ConnectorError::new(
                 ErrorClass::InvalidConfig,
                 format!("source `{}`: {e}", ctx.name),
             )
         })?;
-        Ok(Arc::new(SqliteConnector {
-            name: ctx.name,
-            path,
-            busy_timeout_ms: opts.busy_timeout_ms,
-        }))
-    }
-}
-
-#[derive(Debug)]
-struct SqliteConnector {
-    name: String,
-    path: PathBuf,
-    busy_timeout_ms: u64,
-}
-
-#[async_trait]
-impl Connector for SqliteConnector {
-    async fn open_port(
-        &self,
-        _session: &dyn Session,
-        port: &PortRequest,
-    ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
-        let sql = port_sql(port).map_err(|e| ConnectorError::new(ErrorClass::InvalidConfig, e))?;
-        let source = scan::SqliteSource {
-            source_name: self.name.clone(),
-            path: self.path.clone(),
-            busy_timeout_ms: self.busy_timeout_ms,
+        let backend = SqliteBackend {
+            source: SqliteSource {
+                source_name: ctx.name.clone(),
+                path,
+                busy_timeout_ms: opts.busy_timeout_ms,
+            },
         };
-        let table = SqliteTable::open(source, sql, port.display_name.clone()).await?;
-        Ok(Arc::new(table))
+        let source = SqlSource::new(ctx.name, Arc::new(backend), settings);
+        Ok(Arc::new(SqlConnector::new(Arc::new(source))))
     }
 }

@@ -1,4 +1,4 @@
-//! The SQLite table provider and its scan, run on blocking threads.
+//! The SQLite backend: schemas and statements, run on blocking threads.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,23 +6,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
+use datafusion::common::TableReference;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::sql::unparser::dialect::{Dialect, SqliteDialect};
 use meshgate_connector::{ConnectorError, ErrorClass};
+use meshgate_connector_sql::{quote_table, PoolSettings, SqlBackend, SqlPool};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::types::{arrow_type_for_decl, arrow_type_for_value, ColumnBuilder};
-
-/// Quotes an identifier for SQLite.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
 
 /// How to open the database.
 #[derive(Debug, Clone)]
@@ -64,33 +57,6 @@ impl SqliteSource {
         conn.busy_timeout(std::time::Duration::from_millis(self.busy_timeout_ms))
             .map_err(|e| ConnectorError::new(ErrorClass::Unavailable, e.to_string()))?;
         Ok(conn)
-    }
-}
-
-/// A SQLite table or query as a DataFusion table.
-#[derive(Debug)]
-pub struct SqliteTable {
-    source: SqliteSource,
-    sql: String,
-    schema: SchemaRef,
-}
-
-impl SqliteTable {
-    /// Opens the database once to learn the port's schema.
-    pub async fn open(
-        source: SqliteSource,
-        sql: String,
-        display_name: String,
-    ) -> Result<Self, ConnectorError> {
-        let (src, q) = (source.clone(), sql.clone());
-        let schema = tokio::task::spawn_blocking(move || infer_schema(&src, &q, &display_name))
-            .await
-            .map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))??;
-        Ok(Self {
-            source,
-            sql,
-            schema,
-        })
     }
 }
 
@@ -148,135 +114,167 @@ fn infer_schema(
     Ok(Arc::new(Schema::new(fields)))
 }
 
-#[async_trait]
-impl TableProvider for SqliteTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => Arc::clone(&self.schema),
-        };
-        let cols = if schema.fields().is_empty() {
-            "1".to_string()
-        } else {
-            schema
-                .fields()
-                .iter()
-                .map(|f| quote_ident(f.name()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut sql = format!("SELECT {cols} FROM ({}) AS t", self.sql);
-        if let Some(n) = limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
-        let part = SqliteScan {
-            source: self.source.clone(),
-            sql,
-            schema: Arc::clone(&schema),
-        };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
-            vec![Arc::new(part)],
-            None,
-            vec![],
-            false,
-            None,
-        )?))
-    }
-}
-
-/// One scan: a statement run on a blocking thread, batches sent through a bounded channel.
+/// The SQLite backend of the shared SQL-source machinery: one read-only connection per
+/// statement, opened and read on a blocking thread.
 #[derive(Debug)]
-struct SqliteScan {
-    source: SqliteSource,
-    sql: String,
-    schema: SchemaRef,
+pub struct SqliteBackend {
+    /// How to open the file.
+    pub source: SqliteSource,
 }
 
-impl PartitionStream for SqliteScan {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
+#[async_trait]
+impl SqlBackend for SqliteBackend {
+    fn kind(&self) -> &'static str {
+        "sqlite"
     }
 
-    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batch_size = ctx.session_config().batch_size();
-        let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
-        let tx = builder.tx();
-        let (source, sql, schema) = (
-            self.source.clone(),
-            self.sql.clone(),
-            Arc::clone(&self.schema),
-        );
-        builder.spawn_blocking(move || {
-            let conn = source.open().map_err(ConnectorError::into_datafusion)?;
-            let ext = |e: rusqlite::Error| {
-                ConnectorError::new(
-                    ErrorClass::Unavailable,
-                    format!("sqlite source `{}`: {e}", source.source_name),
-                )
-                .into_datafusion()
-            };
-            let mut stmt = conn.prepare(&sql).map_err(ext)?;
-            let mut rows = stmt.query([]).map_err(ext)?;
-            let mut builders: Vec<ColumnBuilder> = schema
-                .fields()
-                .iter()
-                .map(|f| ColumnBuilder::new(f.data_type(), batch_size))
-                .collect();
-            let mut n = 0usize;
-            let flush = |builders: &mut Vec<ColumnBuilder>, n: usize| -> Result<RecordBatch> {
-                let cols = builders.iter_mut().map(ColumnBuilder::finish).collect();
-                let opts = RecordBatchOptions::new().with_row_count(Some(n));
-                Ok(RecordBatch::try_new_with_options(
-                    Arc::clone(&schema),
-                    cols,
-                    &opts,
-                )?)
-            };
-            while let Some(row) = rows.next().map_err(ext)? {
-                for (i, b) in builders.iter_mut().enumerate() {
-                    let v = row.get_ref(i).map_err(ext)?;
-                    b.append(v).map_err(|found| {
-                        DataFusionError::External(Box::new(ConnectorError::new(
-                            ErrorClass::Data,
-                            format!(
-                                "sqlite source `{}`: column `{}` is declared {} but holds {found}",
-                                source.source_name,
-                                schema.field(i).name(),
-                                schema.field(i).data_type()
-                            ),
-                        )))
-                    })?;
-                }
-                n += 1;
-                if n == batch_size {
-                    let batch = flush(&mut builders, n)?;
-                    n = 0;
-                    if tx.blocking_send(Ok(batch)).is_err() {
-                        return Ok(()); // the consumer went away: stop reading
-                    }
-                }
-            }
-            if n > 0 {
-                let batch = flush(&mut builders, n)?;
-                let _ = tx.blocking_send(Ok(batch));
-            }
-            Ok(())
-        });
-        builder.build()
+    fn address(&self) -> String {
+        self.source.path.display().to_string()
     }
+
+    fn compute_context(&self) -> String {
+        // One file is one database: ports of sources on the same file may be joined there.
+        let path = std::fs::canonicalize(&self.source.path)
+            .unwrap_or_else(|_| self.source.path.clone());
+        format!("sqlite:{}", path.display())
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        Arc::new(SqliteDialect {})
+    }
+
+    async fn connect(&self, _settings: &PoolSettings) -> Result<Arc<dyn SqlPool>, ConnectorError> {
+        let source = self.source.clone();
+        tokio::task::spawn_blocking(move || source.open().map(|_| ()))
+            .await
+            .map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))??;
+        Ok(Arc::new(SqlitePool {
+            source: self.source.clone(),
+        }))
+    }
+}
+
+/// Statements on a SQLite file.
+#[derive(Debug)]
+struct SqlitePool {
+    source: SqliteSource,
+}
+
+impl SqlitePool {
+    async fn schema_of(&self, sql: String, what: String) -> Result<SchemaRef, ConnectorError> {
+        let src = self.source.clone();
+        tokio::task::spawn_blocking(move || infer_schema(&src, &sql, &what))
+            .await
+            .map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl SqlPool for SqlitePool {
+    async fn table_schema(&self, table: &TableReference) -> Result<SchemaRef, ConnectorError> {
+        let quoted = quote_table(&SqliteDialect {}, table);
+        self.schema_of(format!("SELECT * FROM {quoted}"), format!("table `{table}`"))
+            .await
+    }
+
+    async fn query_schema(&self, sql: &str) -> Result<SchemaRef, ConnectorError> {
+        self.schema_of(sql.to_string(), "the query".to_string())
+            .await
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream, ConnectorError> {
+        Ok(read_rows(self.source.clone(), sql.to_string(), schema))
+    }
+}
+
+/// The type values are collected in before the cast to the planned type: SQLite only has
+/// integers, reals, text and blobs.
+fn collect_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Boolean => DataType::Boolean,
+        t if t.is_integer() => DataType::Int64,
+        DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => DataType::Float64,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
+        _ => DataType::Utf8,
+    }
+}
+
+/// Runs `sql` on a blocking thread and sends batches through a bounded channel; stops
+/// reading as soon as the consumer goes away. Batches have SQLite's natural types
+/// (see [`collect_type`]); the caller casts them to `schema`.
+fn read_rows(source: SqliteSource, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
+    const BATCH_ROWS: usize = 8192;
+    let collected: SchemaRef = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), collect_type(f.data_type()), true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&collected), 2);
+    let tx = builder.tx();
+    builder.spawn_blocking(move || {
+        let schema = collected;
+        let conn = source.open().map_err(ConnectorError::into_datafusion)?;
+        let ext = |e: rusqlite::Error| {
+            ConnectorError::new(ErrorClass::Internal, format!("sqlite: {e}")).into_datafusion()
+        };
+        let mut stmt = conn.prepare(&sql).map_err(ext)?;
+        let width = stmt.column_count();
+        let mut rows = stmt.query([]).map_err(ext)?;
+        let mut builders: Vec<ColumnBuilder> = schema
+            .fields()
+            .iter()
+            .map(|f| ColumnBuilder::new(f.data_type(), BATCH_ROWS))
+            .collect();
+        let mut n = 0usize;
+        let flush = |builders: &mut Vec<ColumnBuilder>, n: usize| -> Result<RecordBatch> {
+            let cols = builders.iter_mut().map(ColumnBuilder::finish).collect();
+            let opts = RecordBatchOptions::new().with_row_count(Some(n));
+            Ok(RecordBatch::try_new_with_options(
+                Arc::clone(&schema),
+                cols,
+                &opts,
+            )?)
+        };
+        while let Some(row) = rows.next().map_err(ext)? {
+            for (i, b) in builders.iter_mut().enumerate().take(width) {
+                let v = row.get_ref(i).map_err(ext)?;
+                b.append(v).map_err(|found| {
+                    DataFusionError::External(Box::new(ConnectorError::new(
+                        ErrorClass::Data,
+                        format!(
+                            "column `{}` is declared {} but holds {found}",
+                            schema.field(i).name(),
+                            schema.field(i).data_type()
+                        ),
+                    )))
+                })?;
+            }
+            n += 1;
+            if n == BATCH_ROWS {
+                let batch = flush(&mut builders, n)?;
+                n = 0;
+                if tx.blocking_send(Ok(batch)).is_err() {
+                    return Ok(()); // the consumer went away: stop reading
+                }
+            }
+        }
+        if n > 0 {
+            let batch = flush(&mut builders, n)?;
+            let _ = tx.blocking_send(Ok(batch));
+        }
+        Ok(())
+    });
+    builder.build()
 }

@@ -46,7 +46,7 @@ pub(crate) fn tables(
     cmd: CommandGetTables,
 ) -> Result<RecordBatch, GatewayError> {
     let mut b: GetTablesBuilder = cmd.into_builder();
-    for ((d, p, t), port) in &catalog.ports {
+    for ((d, p, t), port) in &catalog.served() {
         let schema = wire_schema(&port.table.schema());
         b.append(d, p, t, TABLE_TYPE, &schema)?;
     }

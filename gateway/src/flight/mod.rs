@@ -39,6 +39,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::GatewayError;
+use crate::source_reads::{format_source_reads, source_reads};
 use crate::query::{execute, params_from_batch, QueryEngine};
 use prepared::PreparedStore;
 use tickets::{now_ms, BlobKind, TicketSigner};
@@ -249,6 +250,7 @@ impl MeshFlightSqlService {
         let schema = Arc::clone(&planned.wire_schema);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let sql_for_log = sql.chars().take(200).collect::<String>();
+        let plan_for_log = Arc::clone(&planned.plan);
         // A panic while executing must not look like the end of the result: report it.
         let panic_tx = tx.clone();
         self.state.exec.spawn(async move {
@@ -286,7 +288,8 @@ impl MeshFlightSqlService {
                         break;
                     }
                 }
-                tracing::info!(sql = %sql_for_log, rows, ok, elapsed_ms = started.elapsed().as_millis() as u64, "query finished");
+                let sources = format_source_reads(&source_reads(&plan_for_log));
+                tracing::info!(sql = %sql_for_log, rows, ok, elapsed_ms = started.elapsed().as_millis() as u64, sources = %sources, "query finished");
             };
             if std::panic::AssertUnwindSafe(run).catch_unwind().await.is_err() {
                 let e = GatewayError::internal("a query panicked while executing");

@@ -6,3 +6,4 @@ mod hardening;
 mod metadata;
 mod queries;
 mod sources;
+mod sql_sources;

@@ -7,33 +7,16 @@ use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use futures::StreamExt;
 use meshgate_tests::{
-    demo_dir, fetch, query, reference_context, row_count, sorted_rows, tpch_query,
-    tpch_query_names, TestGateway,
+    check_tpch, demo_dir, fetch, query, reference_context, row_count, sorted_rows, TestGateway,
 };
 
 #[tokio::test]
 async fn tpch_queries_match_the_generated_data() {
+    // The demo: Parquet (sales), SQLite (customers, federated) and CSV (supply).
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
-    let reference = reference_context();
-    let names = tpch_query_names();
-    assert!(names.len() >= 10, "{names:?}");
-    for name in names {
-        let sql = tpch_query(&name);
-        let got = query(&mut c, &sql)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let want = reference
-            .sql(&sql)
-            .await
-            .expect("reference plans")
-            .collect()
-            .await
-            .expect("reference runs");
-        assert_eq!(row_count(&got), row_count(&want), "{name}: row count");
-        assert!(row_count(&got) > 0, "{name} returns rows at this scale");
-        assert_eq!(sorted_rows(&got), sorted_rows(&want), "{name}: rows");
-    }
+    let failures = check_tpch(&mut c, &reference_context()).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[tokio::test]

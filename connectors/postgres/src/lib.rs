@@ -1,0 +1,440 @@
+//! The `postgres` source kind: tables and queries of a PostgreSQL database, federated.
+//!
+//! Connection pooling (bb8 over tokio-postgres), TLS, schema inference and the decoding of
+//! rows into Arrow come from `datafusion-table-providers-postgres` 0.15; this crate wraps
+//! them in typed options, meshgate's error classes and the shared SQL-source machinery of
+//! `meshgate-connector-sql` (lazy pool, timeouts, federation). We do not use its
+//! `SqlTable`/federation wrapper because its pool is created (and must succeed) before a
+//! table can exist, its compute context ignores credentials, and its executor has no
+//! timeouts; the pool and the Arrow decoding fit as they are.
+//!
+//! # Source options (`kind: postgres`)
+//!
+//! | key | meaning | default |
+//! |---|---|---|
+//! | `host` | server host name or address | required |
+//! | `port` | server port | `5432` |
+//! | `database` | database name | required |
+//! | `user` | user name | required |
+//! | `password` | a secret: `{ env: NAME }` or `{ file: path }` | none (trust/peer auth) |
+//! | `sslmode` | `disable`, `prefer`, `require`, `verify-ca`, `verify-full` | `prefer` |
+//! | `sslrootcert` | CA certificate (PEM) for `verify-ca`/`verify-full`, relative to `mesh.yaml` | system roots |
+//! | `application_name` | shown in `pg_stat_activity` | `meshgate` |
+//! | `pool_size`, `connect_timeout_ms`, `acquire_timeout_ms`, `statement_timeout_ms` | see `meshgate-connector-sql` | 8, 5000, 10000, 300000 |
+//!
+//! Every session is opened with `default_transaction_read_only=on` and the server-side
+//! `statement_timeout` set to `statement_timeout_ms`.
+//!
+//! # Port keys
+//!
+//! `table: [schema.]table` (federated) or `query: "SELECT ..."` (scanned as a derived table;
+//! its column types are taken from its first row when the port is opened, so it must return
+//! at least one row then).
+//!
+//! # What is pushed down
+//!
+//! | plan part | federated (`federation: true`, default) | `federation: false` |
+//! |---|---|---|
+//! | projection | yes | yes |
+//! | filters | yes, any expression the PostgreSQL unparser writes | comparisons, `AND`/`OR`/`NOT`, `IN`, `BETWEEN`, `IS [NOT] NULL` |
+//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` alone |
+//! | aggregates, `GROUP BY`, `DISTINCT` | yes | no |
+//! | joins, subqueries, `UNION` | between tables of sources with the same host, port, database, user and password | no |
+//!
+//! String comparison and ordering in pushed plans follow the column's collation on the
+//! server; use `COLLATE "C"` columns (or a `C` database) for DataFusion's byte order.
+//!
+//! # Type mapping
+//!
+//! | PostgreSQL | Arrow |
+//! |---|---|
+//! | `boolean` | Boolean |
+//! | `smallint`, `integer`, `bigint` | Int16, Int32, Int64 |
+//! | `real`, `double precision` | Float32, Float64 |
+//! | `numeric(p,s)` | Decimal128(p,s), decoded from the binary form (no text round trip) |
+//! | `numeric` (no precision) | Decimal128(38,20) |
+//! | `text`, `varchar(n)`, `char(n)`, `name` | Utf8 |
+//! | `bytea` | Binary |
+//! | `uuid` | FixedSizeBinary(16) |
+//! | `json`, `jsonb` | Utf8 (the JSON text) |
+//! | `date` | Date32 |
+//! | `time` | Time64(ns) |
+//! | `timestamp` | Timestamp(ns) |
+//! | `timestamptz` | Timestamp(ns, "UTC") |
+//! | `interval` | Interval(MonthDayNano) |
+//! | `int2[]`, `int4[]`, `int8[]`, `float4[]`, `float8[]`, `text[]`, `bool[]` | List of the element type |
+//!
+//! NULL is NULL in every type. Other types (composite, ranges, enums as their label) follow
+//! datafusion-table-providers; a column whose type cannot be mapped is served as Utf8.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
+use datafusion_table_providers_common::sql::db_connection_pool::dbconnection::{
+    Error as DbError,
+};
+use datafusion_table_providers_common::sql::db_connection_pool::DbConnectionPool;
+use datafusion_table_providers_common::UnsupportedTypeAction;
+use datafusion_table_providers_postgres::pool::{Error as PoolError, PostgresConnectionPool};
+use futures::StreamExt;
+use meshgate_connector::{
+    Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
+};
+use meshgate_connector_sql::{
+    check_port, credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool,
+    SqlSource,
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Typed source options of `kind: postgres`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresOptions {
+    /// Host.
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Database.
+    pub database: String,
+    /// User.
+    pub user: String,
+    /// Password (resolved secret).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// TLS mode.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// CA certificate file.
+    #[serde(default)]
+    pub sslrootcert: Option<String>,
+    /// Application name.
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Pool size.
+    #[serde(default)]
+    pub pool_size: Option<u32>,
+    /// Connect timeout.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Acquire timeout.
+    #[serde(default)]
+    pub acquire_timeout_ms: Option<u64>,
+    /// Statement timeout.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("sslmode", &self.sslmode)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+/// PostgreSQL `sslmode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it.
+    #[default]
+    Prefer,
+    /// TLS, certificate not checked.
+    Require,
+    /// TLS, certificate checked against the CA.
+    VerifyCa,
+    /// TLS, certificate and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+fn parse(ctx: &SourceContext, options: &serde_json::Value) -> Result<PgBackend, String> {
+    let opts: PostgresOptions = serde_json::from_value(options.clone())
+        .map_err(|e| format!("invalid postgres options: {e}"))?;
+    let settings = PoolSettings::from_options(
+        opts.pool_size,
+        opts.connect_timeout_ms,
+        opts.acquire_timeout_ms,
+        opts.statement_timeout_ms,
+    )?;
+    let rootcert = opts.sslrootcert.as_ref().map(|p| ctx.base_dir.join(p));
+    Ok(PgBackend {
+        opts,
+        rootcert,
+        settings,
+    })
+}
+
+/// Factory for `kind: postgres`.
+#[derive(Debug, Default)]
+pub struct PostgresFactory;
+
+#[async_trait]
+impl ConnectorFactory for PostgresFactory {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn check(
+        &self,
+        ctx: &SourceContext,
+        options: &serde_json::Value,
+        ports: &[PortRequest],
+    ) -> Vec<(Option<usize>, String)> {
+        let mut problems = Vec::new();
+        if let Err(e) = parse(ctx, options) {
+            problems.push((None, e));
+        }
+        for (i, p) in ports.iter().enumerate() {
+            if let Err(e) = check_port(p) {
+                problems.push((Some(i), e));
+            }
+        }
+        problems
+    }
+
+    async fn create(
+        &self,
+        ctx: SourceContext,
+        options: serde_json::Value,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let backend = parse(&ctx, &options).map_err(|e| {
+            ConnectorError::new(
+                ErrorClass::InvalidConfig,
+                format!("source `{}`: {e}", ctx.name),
+            )
+        })?;
+        let settings = backend.settings;
+        let source = SqlSource::new(ctx.name, Arc::new(backend), settings);
+        Ok(Arc::new(SqlConnector::new(Arc::new(source))))
+    }
+}
+
+/// The PostgreSQL backend.
+#[derive(Debug)]
+struct PgBackend {
+    opts: PostgresOptions,
+    rootcert: Option<PathBuf>,
+    settings: PoolSettings,
+}
+
+#[async_trait]
+impl SqlBackend for PgBackend {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn address(&self) -> String {
+        format!(
+            "{}:{}/{}",
+            self.opts.host, self.opts.port, self.opts.database
+        )
+    }
+
+    fn compute_context(&self) -> String {
+        format!(
+            "postgres://{}@{}:{}/{}#{}",
+            self.opts.user,
+            self.opts.host,
+            self.opts.port,
+            self.opts.database,
+            credential_fingerprint(self.opts.password.as_deref().unwrap_or_default())
+        )
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        Arc::new(PostgreSqlDialect {})
+    }
+
+    async fn connect(&self, settings: &PoolSettings) -> Result<Arc<dyn SqlPool>, ConnectorError> {
+        let o = &self.opts;
+        let mut params: HashMap<String, SecretString> = HashMap::new();
+        let mut put = |k: &str, v: String| {
+            params.insert(k.to_string(), SecretString::from(v));
+        };
+        put("host", o.host.clone());
+        put("port", o.port.to_string());
+        put("db", o.database.clone());
+        put("user", o.user.clone());
+        if let Some(p) = &o.password {
+            put("pass", p.clone());
+        }
+        put("sslmode", o.sslmode.as_str().to_string());
+        if let Some(c) = &self.rootcert {
+            put("sslrootcert", c.display().to_string());
+        }
+        put(
+            "application_name",
+            o.application_name
+                .clone()
+                .unwrap_or_else(|| "meshgate".into()),
+        );
+        put("connection_pool_size", settings.pool_size.to_string());
+        put(
+            "options",
+            format!(
+                "-c default_transaction_read_only=on -c statement_timeout={}",
+                settings.statement_timeout.as_millis()
+            ),
+        );
+        let pool = PostgresConnectionPool::new(params)
+            .await
+            .map_err(|e| {
+                let class = match &e {
+                    PoolError::InvalidUsernameOrPassword { .. } => ErrorClass::PermissionDenied,
+                    PoolError::InvalidParameterError { .. }
+                    | PoolError::InvalidRootCertPathError { .. }
+                    | PoolError::FailedToReadCertError { .. }
+                    | PoolError::FailedToLoadCertError { .. } => ErrorClass::InvalidConfig,
+                    _ => ErrorClass::Unavailable,
+                };
+                ConnectorError::new(class, one_line(&e.to_string()))
+            })?
+            .with_unsupported_type_action(UnsupportedTypeAction::String);
+        Ok(Arc::new(PgPool {
+            pool: Arc::new(pool),
+            acquire_timeout: settings.acquire_timeout,
+        }))
+    }
+}
+
+/// Error texts of the driver span lines and point at web pages; keep the first sentence
+/// of each line on one line.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For details") && !l.starts_with("Adjust"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Debug)]
+struct PgPool {
+    pool: Arc<PostgresConnectionPool>,
+    acquire_timeout: Duration,
+}
+
+type PgConn = Box<datafusion_table_providers_postgres::DynPostgresConnection>;
+
+impl PgPool {
+    async fn conn(&self) -> Result<PgConn, ConnectorError> {
+        match tokio::time::timeout(self.acquire_timeout, self.pool.connect()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(ConnectorError::new(
+                ErrorClass::Unavailable,
+                one_line(&e.to_string()),
+            )),
+            Err(_) => Err(ConnectorError::new(
+                ErrorClass::Timeout,
+                format!(
+                    "no free connection within {} ms (acquire_timeout_ms)",
+                    self.acquire_timeout.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
+fn db_error(e: DbError) -> ConnectorError {
+    let class = match &e {
+        DbError::UndefinedTable { .. } => ErrorClass::NotFound,
+        _ => ErrorClass::Unavailable,
+    };
+    ConnectorError::new(class, one_line(&e.to_string()))
+}
+
+#[async_trait]
+impl SqlPool for PgPool {
+    async fn table_schema(&self, table: &TableReference) -> Result<SchemaRef, ConnectorError> {
+        let conn = self.conn().await?;
+        let conn = conn
+            .as_async()
+            .ok_or_else(|| ConnectorError::new(ErrorClass::Internal, "no async connection"))?;
+        let schema = conn.get_schema(table).await.map_err(db_error)?;
+        if schema.fields().is_empty() {
+            return Err(ConnectorError::new(
+                ErrorClass::NotFound,
+                format!("table `{table}` does not exist or has no columns"),
+            ));
+        }
+        Ok(schema)
+    }
+
+    async fn query_schema(&self, sql: &str) -> Result<SchemaRef, ConnectorError> {
+        let conn = self.conn().await?;
+        let conn = conn
+            .as_async()
+            .ok_or_else(|| ConnectorError::new(ErrorClass::Internal, "no async connection"))?;
+        let probe = format!("SELECT * FROM ({sql}) AS meshgate_probe LIMIT 1");
+        let mut stream = conn
+            .query_arrow(&probe, &[], None)
+            .await
+            .map_err(|e| ConnectorError::new(ErrorClass::InvalidConfig, one_line(&e.to_string())))?;
+        match stream.next().await {
+            Some(Ok(b)) if b.num_columns() > 0 => Ok(b.schema()),
+            Some(Err(e)) => Err(ConnectorError::new(
+                ErrorClass::InvalidConfig,
+                one_line(&e.to_string()),
+            )),
+            _ => Err(ConnectorError::new(
+                ErrorClass::NotFound,
+                "the query returned no rows, so its column types are unknown; a query port must return rows when the gateway opens it",
+            )),
+        }
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream, ConnectorError> {
+        let conn = self.conn().await?;
+        let stream = {
+            let c = conn
+                .as_async()
+                .ok_or_else(|| ConnectorError::new(ErrorClass::Internal, "no async connection"))?;
+            c.query_arrow(sql, &[], Some(Arc::clone(&schema)))
+                .await
+                .map_err(|e| {
+                    ConnectorError::new(ErrorClass::Internal, one_line(&e.to_string()))
+                })?
+        };
+        // The connection goes back to the pool only when the result has been read or dropped.
+        let kept = stream.map(move |b| {
+            let _conn = &conn;
+            b
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept)))
+    }
+}

@@ -1,0 +1,470 @@
+//! A SQL source: its backend, its lazily created pool, and its federation executor.
+
+use std::fmt::{self, Debug};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::TableReference;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::unparser::dialect::Dialect;
+use datafusion_federation::sql::{
+    RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
+};
+use datafusion_federation::FederatedTableSource;
+use futures::{StreamExt, TryStreamExt};
+use meshgate_connector::{
+    Connector, ConnectorError, ErrorClass, OpenedPort, PortFederation, PortRequest,
+};
+use sha2::{Digest, Sha256};
+
+use crate::exec::conform_batch;
+use crate::table::{check_port, quote_table, SqlScanTable};
+
+/// Pool size and timeouts of one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections kept per source.
+    pub pool_size: u32,
+    /// Opening the pool (the first connection).
+    pub connect_timeout: Duration,
+    /// Waiting for a free connection.
+    pub acquire_timeout: Duration,
+    /// Until the first batch, and between two batches.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 8,
+            connect_timeout: Duration::from_millis(5_000),
+            acquire_timeout: Duration::from_millis(10_000),
+            statement_timeout: Duration::from_millis(300_000),
+        }
+    }
+}
+
+impl PoolSettings {
+    /// Settings from the optional option keys (milliseconds); missing keys keep the default.
+    pub fn from_options(
+        pool_size: Option<u32>,
+        connect_timeout_ms: Option<u64>,
+        acquire_timeout_ms: Option<u64>,
+        statement_timeout_ms: Option<u64>,
+    ) -> Result<Self, String> {
+        let d = Self::default();
+        let s = Self {
+            pool_size: pool_size.unwrap_or(d.pool_size),
+            connect_timeout: connect_timeout_ms.map_or(d.connect_timeout, Duration::from_millis),
+            acquire_timeout: acquire_timeout_ms.map_or(d.acquire_timeout, Duration::from_millis),
+            statement_timeout: statement_timeout_ms
+                .map_or(d.statement_timeout, Duration::from_millis),
+        };
+        if s.pool_size == 0 {
+            return Err("`pool_size` must be at least 1".into());
+        }
+        for (name, v) in [
+            ("connect_timeout_ms", s.connect_timeout),
+            ("acquire_timeout_ms", s.acquire_timeout),
+            ("statement_timeout_ms", s.statement_timeout),
+        ] {
+            if v.is_zero() {
+                return Err(format!("`{name}` must be more than 0"));
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// One SQL source kind. Implementations hold their typed options (secrets included) and
+/// must never put a secret in a message, in [`Self::address`] or in
+/// [`Self::compute_context`].
+#[async_trait]
+pub trait SqlBackend: Send + Sync + Debug + 'static {
+    /// The source kind, e.g. `"postgres"`.
+    fn kind(&self) -> &'static str;
+
+    /// Where the source is, for messages: `host:port/database`, or a file path.
+    fn address(&self) -> String;
+
+    /// Identifies "same server and same credentials" exactly: ports of sources with equal
+    /// contexts may be joined in one pushed statement. Shown in EXPLAIN, so credentials
+    /// enter it only through [`credential_fingerprint`].
+    fn compute_context(&self) -> String;
+
+    /// The dialect pushed SQL is written in.
+    fn dialect(&self) -> Arc<dyn Dialect>;
+
+    /// Whether a filter that the dialect can express means the same on the source as in
+    /// DataFusion for every row (then it is pushed as `Exact`), or may keep more rows (for
+    /// example case-insensitive collations: then `Inexact`, and DataFusion filters again).
+    fn filters_exact(&self) -> bool {
+        true
+    }
+
+    /// Opens a pool and checks one connection. `settings.connect_timeout` is enforced by
+    /// the caller; errors should be `Unavailable` (cannot reach), `PermissionDenied` (bad
+    /// credentials) or `InvalidConfig`.
+    async fn connect(&self, settings: &PoolSettings) -> Result<Arc<dyn SqlPool>, ConnectorError>;
+}
+
+/// A connected pool of one source.
+#[async_trait]
+pub trait SqlPool: Send + Sync + Debug {
+    /// The Arrow schema of `table` (`[schema.]table`). `NotFound` when it does not exist.
+    async fn table_schema(&self, table: &TableReference) -> Result<SchemaRef, ConnectorError>;
+
+    /// The Arrow schema of the rows of a read-only query.
+    async fn query_schema(&self, sql: &str) -> Result<SchemaRef, ConnectorError>;
+
+    /// Runs `sql` and streams its rows. Batches should have `schema`'s types where the
+    /// source allows; the caller casts what differs. Waiting for a connection is bounded
+    /// by `acquire_timeout` inside the implementation.
+    async fn query(
+        &self,
+        sql: &str,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream, ConnectorError>;
+}
+
+/// A fingerprint of a credential for [`SqlBackend::compute_context`]: equal for equal
+/// secrets within this process, useless to guess the secret from (salted per process).
+pub fn credential_fingerprint(secret: &str) -> String {
+    static SALT: OnceLock<[u8; 16]> = OnceLock::new();
+    let salt = SALT.get_or_init(rand::random);
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(secret.as_bytes());
+    let d = h.finalize();
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A configured SQL source: backend, settings and the pool once it exists.
+pub struct SqlSource {
+    name: String,
+    backend: Arc<dyn SqlBackend>,
+    settings: PoolSettings,
+    pool: tokio::sync::Mutex<Option<Arc<dyn SqlPool>>>,
+}
+
+impl Debug for SqlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlSource")
+            .field("name", &self.name)
+            .field("kind", &self.backend.kind())
+            .field("address", &self.backend.address())
+            .finish()
+    }
+}
+
+impl SqlSource {
+    /// A source named `name` (as in the mesh).
+    pub fn new(name: String, backend: Arc<dyn SqlBackend>, settings: PoolSettings) -> Self {
+        Self {
+            name,
+            backend,
+            settings,
+            pool: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn SqlBackend> {
+        &self.backend
+    }
+
+    /// `source `name` (kind at address)`, the prefix of every message about this source.
+    pub fn describe(&self) -> String {
+        format!(
+            "source `{}` ({} at {})",
+            self.name,
+            self.backend.kind(),
+            self.backend.address()
+        )
+    }
+
+    fn wrap(&self, e: ConnectorError) -> ConnectorError {
+        ConnectorError::new(e.class, format!("{}: {}", self.describe(), e.message))
+    }
+
+    /// The pool, connecting first if there is none yet. Attempts are serialized, so a
+    /// source that is down is asked once at a time, and each attempt is bounded by
+    /// `connect_timeout`.
+    pub async fn pool(&self) -> Result<Arc<dyn SqlPool>, ConnectorError> {
+        let mut guard = self.pool.lock().await;
+        if let Some(p) = guard.as_ref() {
+            return Ok(Arc::clone(p));
+        }
+        let attempt = tokio::time::timeout(
+            self.settings.connect_timeout,
+            self.backend.connect(&self.settings),
+        )
+        .await;
+        let pool = match attempt {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                let class = match e.class {
+                    ErrorClass::PermissionDenied | ErrorClass::InvalidConfig => e.class,
+                    _ => ErrorClass::Unavailable,
+                };
+                return Err(ConnectorError::new(
+                    class,
+                    format!("{} is unavailable: {}", self.describe(), e.message),
+                ));
+            }
+            Err(_) => {
+                return Err(ConnectorError::new(
+                    ErrorClass::Unavailable,
+                    format!(
+                        "{} is unavailable: no connection within {} ms",
+                        self.describe(),
+                        self.settings.connect_timeout.as_millis()
+                    ),
+                ))
+            }
+        };
+        tracing::info!(source = %self.name, address = %self.backend.address(), "connected");
+        *guard = Some(Arc::clone(&pool));
+        Ok(pool)
+    }
+
+    /// Streams the rows of `sql`, cast to `schema`; connection, acquisition and each batch
+    /// are bounded by the source's timeouts. Errors name the source.
+    pub fn stream(self: &Arc<Self>, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
+        let this = Arc::clone(self);
+        let timeout = self.settings.statement_timeout;
+        let target = Arc::clone(&schema);
+        let first = async move {
+            let pool = this.pool().await.map_err(ConnectorError::into_datafusion)?;
+            tracing::debug!(source = %this.name, sql = %sql, "query sent to source");
+            let inner = match tokio::time::timeout(
+                this.settings.acquire_timeout + timeout,
+                pool.query(&sql, Arc::clone(&target)),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(this.wrap(e).into_datafusion()),
+                Err(_) => {
+                    return Err(this
+                        .wrap(ConnectorError::new(
+                            ErrorClass::Timeout,
+                            format!("no answer within {} ms", timeout.as_millis()),
+                        ))
+                        .into_datafusion())
+                }
+            };
+            let describe = this.describe();
+            let bounded = futures::stream::unfold(Some(inner), move |state| {
+                let describe = describe.clone();
+                let target = Arc::clone(&target);
+                async move {
+                    let mut s = state?;
+                    match tokio::time::timeout(timeout, s.next()).await {
+                        Ok(None) => None,
+                        Ok(Some(Ok(b))) => Some((conform_batch(&b, &target), Some(s))),
+                        Ok(Some(Err(e))) => Some((
+                            Err(ConnectorError::new(
+                                classify_stream_error(&e),
+                                format!("{describe}: {e}"),
+                            )
+                            .into_datafusion()),
+                            None,
+                        )),
+                        Err(_) => Some((
+                            Err(ConnectorError::new(
+                                ErrorClass::Timeout,
+                                format!(
+                                    "{describe}: no rows for {} ms (statement_timeout_ms)",
+                                    timeout.as_millis()
+                                ),
+                            )
+                            .into_datafusion()),
+                            None,
+                        )),
+                    }
+                }
+            });
+            Ok(bounded)
+        };
+        let stream = futures::stream::once(first).try_flatten();
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+/// An error in the middle of a result: lost connections are `Unavailable`, the rest a
+/// failure of the pushed statement.
+fn classify_stream_error(e: &DataFusionError) -> ErrorClass {
+    if let DataFusionError::External(inner) = e {
+        if let Some(c) = inner.downcast_ref::<ConnectorError>() {
+            return c.class;
+        }
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    if ["connection", "closed", "broken pipe", "reset", "eof"]
+        .iter()
+        .any(|w| text.contains(w))
+    {
+        ErrorClass::Unavailable
+    } else {
+        ErrorClass::Internal
+    }
+}
+
+/// The federation side of a source: runs pushed sub-plans.
+#[derive(Debug, Clone)]
+pub struct SqlSourceExecutor {
+    source: Arc<SqlSource>,
+}
+
+impl SqlSourceExecutor {
+    /// An executor over `source`.
+    pub fn new(source: Arc<SqlSource>) -> Self {
+        Self { source }
+    }
+}
+
+#[async_trait]
+impl SQLExecutor for SqlSourceExecutor {
+    fn name(&self) -> &str {
+        &self.source.name
+    }
+
+    fn compute_context(&self) -> Option<String> {
+        Some(self.source.backend.compute_context())
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        self.source.backend.dialect()
+    }
+
+    fn execute(
+        &self,
+        query: &str,
+        schema: SchemaRef,
+        _filters: &[Arc<dyn PhysicalExpr>],
+    ) -> DfResult<SendableRecordBatchStream> {
+        Ok(self.source.stream(query.to_string(), schema))
+    }
+
+    async fn table_names(&self) -> DfResult<Vec<String>> {
+        Err(DataFusionError::NotImplemented(
+            "meshgate binds ports to tables explicitly".into(),
+        ))
+    }
+
+    async fn get_table_schema(&self, table_name: &str) -> DfResult<SchemaRef> {
+        let pool = self
+            .source
+            .pool()
+            .await
+            .map_err(ConnectorError::into_datafusion)?;
+        pool.table_schema(&TableReference::from(table_name))
+            .await
+            .map_err(|e| self.source.wrap(e).into_datafusion())
+    }
+}
+
+/// A port that is a table of a SQL source, as a federation participant.
+#[derive(Debug)]
+struct SqlPortFederation {
+    provider: Arc<SQLFederationProvider>,
+    remote: TableReference,
+}
+
+impl PortFederation for SqlPortFederation {
+    fn table_source(&self, schema: SchemaRef) -> Arc<dyn FederatedTableSource> {
+        Arc::new(SQLTableSource::new_with_schema(
+            Arc::clone(&self.provider),
+            RemoteTableRef::from(self.remote.clone()),
+            schema,
+        ))
+    }
+}
+
+/// A [`Connector`] over any [`SqlBackend`].
+#[derive(Debug)]
+pub struct SqlConnector {
+    source: Arc<SqlSource>,
+    federation: Arc<SQLFederationProvider>,
+}
+
+impl SqlConnector {
+    /// A connector for the source; nothing is connected until a port is opened.
+    pub fn new(source: Arc<SqlSource>) -> Self {
+        let executor = Arc::new(SqlSourceExecutor::new(Arc::clone(&source)));
+        Self {
+            source,
+            federation: Arc::new(SQLFederationProvider::new(executor)),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for SqlConnector {
+    async fn open_port(
+        &self,
+        _session: &dyn Session,
+        port: &PortRequest,
+    ) -> Result<OpenedPort, ConnectorError> {
+        check_port(port).map_err(|e| {
+            ConnectorError::new(
+                ErrorClass::InvalidConfig,
+                format!("port {}: {e}", port.display_name),
+            )
+        })?;
+        let pool = self.source.pool().await?;
+        let in_port = |e: ConnectorError| {
+            ConnectorError::new(
+                e.class,
+                format!(
+                    "port {} ({}): {}",
+                    port.display_name,
+                    self.source.describe(),
+                    e.message
+                ),
+            )
+        };
+        let dialect = self.source.backend.dialect();
+        if let Some(table) = &port.table {
+            let reference = TableReference::from(table.as_str());
+            let schema = pool.table_schema(&reference).await.map_err(in_port)?;
+            let provider: Arc<dyn TableProvider> = Arc::new(SqlScanTable::new(
+                Arc::clone(&self.source),
+                quote_table(dialect.as_ref(), &reference),
+                schema,
+            ));
+            let federation: Arc<dyn PortFederation> = Arc::new(SqlPortFederation {
+                provider: Arc::clone(&self.federation),
+                remote: reference,
+            });
+            Ok(OpenedPort {
+                provider,
+                federation: Some(federation),
+            })
+        } else {
+            let query = port.query.as_deref().unwrap_or_default();
+            let query = query.trim().trim_end_matches(';').trim();
+            let schema = pool.query_schema(query).await.map_err(in_port)?;
+            // A query port is scanned as a derived table; joins and aggregates over it run in
+            // the gateway (datafusion-federation pushes named tables only).
+            let provider: Arc<dyn TableProvider> = Arc::new(SqlScanTable::new(
+                Arc::clone(&self.source),
+                format!("({query}) AS meshgate_port"),
+                schema,
+            ));
+            Ok(provider.into())
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Rows and bytes read from each source, per query: a metrics node above every scan of a
+//! source (federated sub-plans and port scans), shown by EXPLAIN ANALYZE and summed for the
+//! query's log line.
+//!
+//! Bytes are the Arrow size of what the source delivered (the sliced buffers of each
+//! batch), the same measure for every source kind.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion_federation::sql::VirtualExecutionPlan;
+use futures::StreamExt;
+
+use crate::contract::ContractExec;
+
+/// Name of the byte counter.
+pub const BYTES_READ: &str = "bytes_read";
+
+/// Counts the rows and bytes its input (a scan of `source`) produces.
+#[derive(Debug)]
+pub struct SourceReadExec {
+    input: Arc<dyn ExecutionPlan>,
+    source: String,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl SourceReadExec {
+    /// Wraps `input`, a scan of `source`.
+    pub fn new(input: Arc<dyn ExecutionPlan>, source: String) -> Self {
+        Self {
+            input,
+            source,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    /// The source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl DisplayAs for SourceReadExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SourceReadExec: source={}", self.source)
+    }
+}
+
+impl ExecutionPlan for SourceReadExec {
+    fn name(&self) -> &str {
+        "SourceReadExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children.pop().ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("SourceReadExec needs one child".into())
+        })?;
+        Ok(Arc::new(Self::new(input, self.source.clone())))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let rows: Count = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let bytes: Count = MetricBuilder::new(&self.metrics).counter(BYTES_READ, partition);
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let counted = input.map(move |b| {
+            if let Ok(batch) = &b {
+                rows.add(batch.num_rows());
+                bytes.add(
+                    batch
+                        .columns()
+                        .iter()
+                        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+                        .sum(),
+                );
+            }
+            b
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// Puts a [`SourceReadExec`] above every federated sub-plan and every port scan. Runs last,
+/// so no other rule has to know the node.
+#[derive(Debug, Default)]
+pub struct CountSourceReads;
+
+impl PhysicalOptimizerRule for CountSourceReads {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let source = if let Some(v) = node.downcast_ref::<VirtualExecutionPlan>() {
+                Some(v.executor().name().to_string())
+            } else {
+                node.downcast_ref::<ContractExec>()
+                    .map(|c| c.source().to_string())
+            };
+            Ok(match source {
+                Some(s) => Transformed::new(
+                    Arc::new(SourceReadExec::new(node, s)) as Arc<dyn ExecutionPlan>,
+                    true,
+                    TreeNodeRecursion::Continue,
+                ),
+                None => Transformed::no(node),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "count_source_reads"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Rows and bytes read per source so far by an executed plan.
+pub fn source_reads(plan: &Arc<dyn ExecutionPlan>) -> BTreeMap<String, (usize, usize)> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let _ = plan.apply(|node| {
+        if let Some(r) = node.downcast_ref::<SourceReadExec>() {
+            if let Some(m) = r.metrics() {
+                let e = out.entry(r.source().to_string()).or_default();
+                e.0 += m.output_rows().unwrap_or(0);
+                e.1 += m
+                    .sum_by_name(BYTES_READ)
+                    .map(|v| v.as_usize())
+                    .unwrap_or(0);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+/// `source=rows/bytes` pairs for a log line.
+pub fn format_source_reads(reads: &BTreeMap<String, (usize, usize)>) -> String {
+    reads
+        .iter()
+        .map(|(s, (r, b))| format!("{s}:rows={r},bytes={b}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,401 @@
+//! PostgreSQL and MariaDB sources with federation, against real servers (see
+//! `meshgate_tests::dbs`): TPC-H across Parquet + PostgreSQL + MariaDB, what is pushed,
+//! type round trips, a source down at start-up.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use meshgate_tests::dbs::{self, DbAddress, Kind, TestDb};
+use meshgate_tests::{
+    check_tpch, query, reference_context, row_count, tpch_query, write_file, TestGateway,
+};
+
+struct Dbs {
+    pg: TestDb,
+    my: TestDb,
+}
+
+async fn loaded_dbs() -> Dbs {
+    let (pg, my) = tokio::task::spawn_blocking(|| (dbs::postgres(), dbs::mariadb()))
+        .await
+        .expect("start databases");
+    dbs::load_postgres(&pg.addr).await;
+    dbs::load_mariadb(&my.addr).await;
+    Dbs { pg, my }
+}
+
+fn text(batches: &[RecordBatch]) -> String {
+    pretty_format_batches(batches).expect("format").to_string()
+}
+
+async fn explain(c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>, sql: &str, analyze: bool) -> String {
+    let prefix = if analyze { "EXPLAIN ANALYZE " } else { "EXPLAIN " };
+    let batches = query(c, &format!("{prefix}{sql}"))
+        .await
+        .unwrap_or_else(|e| panic!("explain: {e}"));
+    // The plan column, one line per plan line, without table borders.
+    let mut out = String::new();
+    for b in &batches {
+        let col = b.column(b.num_columns() - 1);
+        let f = datafusion::arrow::util::display::ArrayFormatter::try_new(
+            col.as_ref(),
+            &Default::default(),
+        )
+        .expect("formatter");
+        for i in 0..b.num_rows() {
+            out.push_str(&f.value(i).to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// What each source receives, from the physical plan: `source: SQL` per federated
+/// sub-plan or port scan, with nothing that changes from run to run.
+fn pushed_sql(plan: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in plan.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.split("VirtualExecutionPlan name=").nth(1) {
+            let name = rest.split_whitespace().next().unwrap_or_default();
+            let sql = rest.split(" base_sql=").nth(1).unwrap_or_default();
+            let sql = sql.split(" rewritten_").next().unwrap_or_default();
+            out.push(format!("{name} (federated): {sql}"));
+        } else if let Some(rest) = line.split("SqlScanExec: source=").nth(1) {
+            let (name, sql) = rest.split_once(" sql=").unwrap_or((rest, ""));
+            out.push(format!("{name} (scan): {sql}"));
+        }
+    }
+    out
+}
+
+/// `source -> (rows, bytes)` from EXPLAIN ANALYZE.
+fn reads(plan: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for line in plan.lines() {
+        let Some(rest) = line.split("SourceReadExec: source=").nth(1) else {
+            continue;
+        };
+        let name = rest
+            .split([',', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let num = |key: &str| -> u64 {
+            rest.split(key)
+                .nth(1)
+                .and_then(|r| {
+                    r.split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                })
+                .unwrap_or(0)
+        };
+        let e = out.entry(name).or_default();
+        e.0 += num("output_rows=");
+        e.1 += num("bytes_read=");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_over_parquet_postgres_and_mariadb_matches_datafusion() {
+    let dbs = loaded_dbs().await;
+    let reference = reference_context();
+    let on = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
+    let off = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, false);
+    let gw_on = TestGateway::start(on.path()).await;
+    let gw_off = TestGateway::start(off.path()).await;
+    let mut c_on = gw_on.client().await;
+    let mut c_off = gw_off.client().await;
+
+    let mut failures = check_tpch(&mut c_on, &reference).await;
+    failures.extend(
+        check_tpch(&mut c_off, &reference)
+            .await
+            .into_iter()
+            .map(|f| format!("federation off: {f}")),
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // What each source receives for every query, reviewed as snapshots.
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    for name in meshgate_tests::tpch_query_names() {
+        let plan = explain(&mut c_on, &tpch_query(&name), false).await;
+        let pushed = pushed_sql(&plan).join("\n");
+        settings.bind(|| insta::assert_snapshot!(format!("federated_{name}"), pushed));
+    }
+
+    // Rows and bytes read per source, pushdown on and off (for the issue note), and
+    // pushdown never reading more from a database than scanning its ports.
+    println!("query | source | rows on | bytes on | rows off | bytes off");
+    for name in ["q03", "q05", "q10", "q18"] {
+        let sql = tpch_query(name);
+        let r_on = reads(&explain(&mut c_on, &sql, true).await);
+        let r_off = reads(&explain(&mut c_off, &sql, true).await);
+        for (source, (rows_off, bytes_off)) in &r_off {
+            let (rows_on, bytes_on) = r_on.get(source).copied().unwrap_or((0, 0));
+            println!("{name} | {source} | {rows_on} | {bytes_on} | {rows_off} | {bytes_off}");
+            if source != "sales_lake" {
+                assert!(
+                    rows_on <= *rows_off,
+                    "{name}: federation read more rows from {source}: {rows_on} > {rows_off}"
+                );
+            }
+        }
+        assert!(
+            r_on.keys().any(|s| s == "crm_pg"),
+            "{name}: reads from PostgreSQL are counted: {r_on:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_filters_aggregates_and_joins_reach_the_databases() {
+    let dbs = loaded_dbs().await;
+    let mesh = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
+    let gw = TestGateway::start(mesh.path()).await;
+    let mut c = gw.client().await;
+
+    // A join and an aggregate over two PostgreSQL ports, with a filter: one statement.
+    let pg_sql = "SELECT n.n_name, count(*) AS customers FROM customers.crm.customer c \
+                  JOIN customers.crm.nation n ON c.c_nationkey = n.n_nationkey \
+                  WHERE c.c_acctbal > 9000 GROUP BY n.n_name";
+    let plan = explain(&mut c, pg_sql, false).await;
+    let pushed = pushed_sql(&plan);
+    assert_eq!(pushed.len(), 1, "one statement for PostgreSQL: {plan}");
+    let upper = pushed[0].to_uppercase();
+    for needle in ["JOIN", "GROUP BY", "> 9000", "COUNT("] {
+        assert!(upper.contains(needle), "`{needle}` pushed: {}", pushed[0]);
+    }
+    let got = query(&mut c, pg_sql).await.expect("pg query");
+    assert!(row_count(&got) > 0);
+    // The database's own log shows the statement it ran.
+    let log = dbs.pg.log_text();
+    if dbs.pg.log.is_some() {
+        let ran = log
+            .lines()
+            .filter(|l| l.contains("statement:") && l.to_uppercase().contains("GROUP BY"))
+            .find(|l| l.contains("9000") && l.to_uppercase().contains("JOIN"));
+        assert!(ran.is_some(), "PostgreSQL's log has the pushed join:\n{log}");
+    }
+
+    // TPC-H q16 touches only supply: the whole query (join, NOT IN, DISTINCT, GROUP BY,
+    // ORDER BY) goes to MariaDB.
+    let q16 = tpch_query("q16");
+    let plan = explain(&mut c, &q16, false).await;
+    let pushed = pushed_sql(&plan);
+    assert_eq!(pushed.len(), 1, "one statement for MariaDB: {plan}");
+    assert!(pushed[0].starts_with("supply_db (federated)"), "{pushed:?}");
+    let upper = pushed[0].to_uppercase();
+    for needle in ["GROUP BY", "COUNT(DISTINCT", "BRAND#45", "JOIN"] {
+        assert!(upper.contains(needle), "`{needle}` pushed: {}", pushed[0]);
+    }
+    query(&mut c, &q16).await.expect("q16");
+    if dbs.my.log.is_some() {
+        let log = dbs.my.log_text();
+        assert!(
+            log.lines().any(|l| l.contains("Brand#45") && l.to_uppercase().contains("GROUP BY")),
+            "MariaDB's log has the pushed aggregate:\n{log}"
+        );
+    }
+
+    // A top-N on one port is pushed with its ORDER BY and LIMIT.
+    let plan = explain(
+        &mut c,
+        "SELECT p_name FROM supply.catalog.part ORDER BY p_retailprice DESC, p_partkey LIMIT 3",
+        false,
+    )
+    .await;
+    let pushed = pushed_sql(&plan).join("\n").to_uppercase();
+    assert!(pushed.contains("ORDER BY") && pushed.contains("LIMIT 3"), "{plan}");
+
+    // With federation off, only projection and filters reach the database.
+    let off = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, false);
+    let gw_off = TestGateway::start(off.path()).await;
+    let mut c_off = gw_off.client().await;
+    let plan = explain(&mut c_off, pg_sql, false).await;
+    let pushed = pushed_sql(&plan);
+    assert_eq!(pushed.len(), 2, "one scan per port: {plan}");
+    assert!(
+        pushed.iter().all(|p| !p.to_uppercase().contains("JOIN") && p.contains("(scan)")),
+        "{pushed:?}"
+    );
+    assert!(pushed.iter().any(|p| p.contains("> 9000")), "filter pushed: {pushed:?}");
+    let got_off = query(&mut c_off, pg_sql).await.expect("pg query, federation off");
+    meshgate_tests::compare_rows(&got_off, &got).expect("same answer");
+}
+
+/// The gateway's answer to `sql` as text.
+async fn answer(gw: &TestGateway, sql: &str) -> String {
+    let mut c = gw.client().await;
+    text(&query(&mut c, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+fn types_mesh(pg: &DbAddress, my: &DbAddress) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    write_file(d, "secrets/pg", &pg.password);
+    write_file(d, "secrets/my", &my.password);
+    write_file(
+        d,
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: types\nsources:\n  - {{ name: pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable }} }}\n  - {{ name: my, kind: mysql, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/my }} }} }}\n",
+            pg.host, pg.port, pg.database, pg.user, my.host, my.port, my.database, my.user
+        ),
+    );
+    write_file(
+        d,
+        "domains/t/types.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: t\nname: types\nowner: { team: t }\nports:\n  - { name: pg, source: pg, table: public.meshgate_types }\n  - { name: my, source: my, table: meshgate_types }\n  - { name: pg_query, source: pg, query: \"SELECT id, n FROM meshgate_types WHERE id = 1\" }\n",
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mapped_type_round_trips_with_nulls() {
+    let dbs = loaded_dbs().await;
+    let pg = dbs::pg_client(&dbs.pg.addr).await;
+    pg.batch_execute(
+        "DROP TABLE IF EXISTS meshgate_types;
+         CREATE TABLE meshgate_types (
+           id int PRIMARY KEY, b boolean, i2 smallint, i4 integer, i8 bigint, f4 real,
+           f8 double precision, n numeric(12,3), t text, v varchar(20), by bytea, u uuid,
+           j json, jb jsonb, d date, ts timestamp, tz timestamptz, ai int4[], at text[]);
+         INSERT INTO meshgate_types VALUES
+           (1, true, -2, 40000, 9000000000, 1.5, 2.25, 123456789.125, 'héllo', 'v', '\\x00ff',
+            'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"a\": 1}', '{\"b\": [1, 2]}',
+            '2024-02-29', '2024-02-29 12:34:56.789', '2024-02-29 12:34:56.789+02',
+            '{1,2,3}', '{x,y}'),
+           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+            NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await
+    .expect("pg types table");
+    let mut my = dbs::mysql_conn(&dbs.my.addr).await;
+    use mysql_async::prelude::Queryable;
+    my.query_drop(
+        "DROP TABLE IF EXISTS meshgate_types;
+         CREATE TABLE meshgate_types (
+           id int PRIMARY KEY, dec12 decimal(12,3), dt datetime(6), ts timestamp(6) NULL,
+           ti tinyint, tb tinyint(1), su smallint unsigned, iu int unsigned, bu bigint unsigned,
+           vc varchar(20), bl blob, vb varbinary(10), dd date, db double);
+         INSERT INTO meshgate_types VALUES
+           (1, 123456789.125, '2024-02-29 12:34:56.789000', '2024-02-29 12:34:56.789000', -5, 1,
+            65535, 4294967295, 18446744073709551615, 'héllo', x'00ff', x'0102', '2024-02-29', 2.25),
+           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await
+    .expect("mysql types table");
+    let _ = my.disconnect().await;
+
+    let mesh = types_mesh(&dbs.pg.addr, &dbs.my.addr);
+    let gw = TestGateway::start(mesh.path()).await;
+    let mut c = gw.client().await;
+    let info = c
+        .execute("SELECT * FROM t.types.pg ORDER BY id".into(), None)
+        .await
+        .expect("info");
+    let schema = info.try_decode_schema().expect("schema");
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    insta::with_settings!({snapshot_path => "snapshots", prepend_module_to_snapshot => false}, {
+        insta::assert_snapshot!("postgres_types", format!("{}\n\n{}", types.join("\n"),
+            answer(&gw, "SELECT * FROM t.types.pg ORDER BY id").await));
+    });
+    let info = c
+        .execute("SELECT * FROM t.types.my ORDER BY id".into(), None)
+        .await
+        .expect("info");
+    let schema = info.try_decode_schema().expect("schema");
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    insta::with_settings!({snapshot_path => "snapshots", prepend_module_to_snapshot => false}, {
+        insta::assert_snapshot!("mysql_types", format!("{}\n\n{}", types.join("\n"),
+            answer(&gw, "SELECT * FROM t.types.my ORDER BY id").await));
+    });
+    // A query port.
+    let got = answer(&gw, "SELECT * FROM t.types.pg_query").await;
+    assert!(got.contains("123456789.125"), "{got}");
+    // Filters on mapped types are pushed and answer the same.
+    let got = answer(
+        &gw,
+        "SELECT id FROM t.types.my WHERE dec12 > 1000 AND dt < TIMESTAMP '2025-01-01 00:00:00' AND vc = 'héllo'",
+    )
+    .await;
+    assert!(got.contains("| 1  |"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_down_at_start_up_serves_once_it_is_back() {
+    // A server of our own, since this test stops it.
+    let mut pg = tokio::task::spawn_blocking(|| {
+        // Ignore a shared server given by URL: this test needs one it may stop.
+        dbs::postgres_own()
+    })
+    .await
+    .expect("start");
+    dbs::load_postgres(&pg.addr).await;
+    pg.stop();
+    let addr = pg.addr.clone();
+    let dir = tempfile::tempdir().expect("tmp");
+    write_file(dir.path(), "secrets/pg", &addr.password);
+    write_file(
+        dir.path(),
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: down\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 2000 }} }}\n  - {{ name: lake, kind: files, options: {{ url: data }} }}\n",
+            addr.host, addr.port, addr.database, addr.user
+        ),
+    );
+    write_file(dir.path(), "data/x.csv", "a\n1\n2\n");
+    write_file(
+        dir.path(),
+        "domains/c/crm.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: c\nname: crm\nowner: { team: c }\nports:\n  - { name: nation, source: crm_pg, table: nation }\n  - { name: x, source: lake, location: x.csv, format: csv }\n",
+    );
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    // Other ports serve.
+    let got = query(&mut c, "SELECT count(*) AS n FROM c.crm.x").await.expect("files port");
+    assert!(text(&got).contains("| 2 |"), "{}", text(&got));
+    // The port of the source that is down fails with Unavailable naming source and address.
+    let e = query(&mut c, "SELECT count(*) FROM c.crm.nation")
+        .await
+        .expect_err("source is down");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    let where_ = format!("{}:{}", addr.host, addr.port);
+    assert!(e.message().contains("crm_pg") && e.message().contains(&where_), "{e}");
+    // Back: a later query succeeds without restarting the gateway.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.restart(Kind::Postgres);
+        pg
+    })
+    .await
+    .expect("restart");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match query(&mut c, "SELECT count(*) AS n FROM c.crm.nation").await {
+            Ok(b) => {
+                assert!(text(&b).contains("| 25 |"), "{}", text(&b));
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the source came back but the port does not serve: {e}"),
+        }
+    }
+    drop(pg);
+}
