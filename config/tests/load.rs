@@ -137,7 +137,10 @@ fn a_valid_mesh_loads() {
     write(dir.path(), "mesh.yaml", "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n  - { name: lake, kind: files, options: { url: data } }\n");
     write(dir.path(), "domains/sales/orders.yaml", GOOD_PRODUCT);
     let mesh = load_mesh(dir.path()).expect("valid");
-    assert!(mesh.sources.values().all(|s| s.federation), "federation is on by default");
+    assert!(
+        mesh.sources.values().all(|s| s.federation),
+        "federation is on by default"
+    );
     let port = mesh.port("sales", "orders", "orders").expect("port");
     let cols = port.columns.as_ref().expect("contract");
     assert_eq!(

@@ -124,7 +124,10 @@ impl MeshCatalog {
             .get(port.source.as_str())
             .is_some_and(|s| s.federation);
         let opened = match self.connectors.get(port.source.as_str()) {
-            Some(Ok(c)) => match c.open_port(&self.session, &port_request(product, port)).await {
+            Some(Ok(c)) => match c
+                .open_port(&self.session, &port_request(product, port))
+                .await
+            {
                 Ok(opened) => served_port(&key, port, opened, federation_on),
                 Err(e) => Err(e.into()),
             },
@@ -223,18 +226,20 @@ fn served_port(
         port.source.as_str(),
         opened.provider,
     )?);
-    let (provider, federated): (Arc<dyn TableProvider>, bool) =
-        match (&opened.federation, federation_on && table.is_view_of_source()) {
-            (Some(f), true) => {
-                let source = f.table_source(table.schema());
-                let adaptor = FederatedTableProviderAdaptor::new_with_provider(
-                    source,
-                    Arc::clone(&table) as Arc<dyn TableProvider>,
-                );
-                (Arc::new(adaptor), true)
-            }
-            _ => (Arc::clone(&table) as Arc<dyn TableProvider>, false),
-        };
+    let (provider, federated): (Arc<dyn TableProvider>, bool) = match (
+        &opened.federation,
+        federation_on && table.is_view_of_source(),
+    ) {
+        (Some(f), true) => {
+            let source = f.table_source(table.schema());
+            let adaptor = FederatedTableProviderAdaptor::new_with_provider(
+                source,
+                Arc::clone(&table) as Arc<dyn TableProvider>,
+            );
+            (Arc::new(adaptor), true)
+        }
+        _ => (Arc::clone(&table) as Arc<dyn TableProvider>, false),
+    };
     Ok(ServedPort {
         names: key.clone(),
         table,

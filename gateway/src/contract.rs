@@ -323,12 +323,7 @@ pub struct ContractExec {
 }
 
 impl ContractExec {
-    fn new(
-        input: Arc<dyn ExecutionPlan>,
-        schema: SchemaRef,
-        port: String,
-        source: String,
-    ) -> Self {
+    fn new(input: Arc<dyn ExecutionPlan>, schema: SchemaRef, port: String, source: String) -> Self {
         let p = input.properties();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),

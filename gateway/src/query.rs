@@ -27,9 +27,9 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion_federation::FederatedQueryPlanner;
 
 use crate::catalog::MeshCatalog;
-use crate::source_reads::CountSourceReads;
 use crate::error::GatewayError;
 use crate::limits::{check_amplifying_functions, SqlLimits};
+use crate::source_reads::CountSourceReads;
 
 /// A planned query, ready to execute.
 #[derive(Debug)]

@@ -15,7 +15,9 @@ use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion_federation::sql::VirtualExecutionPlan;
@@ -163,10 +165,7 @@ pub fn source_reads(plan: &Arc<dyn ExecutionPlan>) -> BTreeMap<String, (usize, u
             if let Some(m) = r.metrics() {
                 let e = out.entry(r.source().to_string()).or_default();
                 e.0 += m.output_rows().unwrap_or(0);
-                e.1 += m
-                    .sum_by_name(BYTES_READ)
-                    .map(|v| v.as_usize())
-                    .unwrap_or(0);
+                e.1 += m.sum_by_name(BYTES_READ).map(|v| v.as_usize()).unwrap_or(0);
             }
         }
         Ok(TreeNodeRecursion::Continue)

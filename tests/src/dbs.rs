@@ -78,7 +78,12 @@ impl TestDb {
 
     /// Starts the server again on the same port and data directory after [`Self::stop`].
     pub fn restart(&mut self, kind: Kind) {
-        let dir = self._dir.as_ref().expect("a server started here").path().to_path_buf();
+        let dir = self
+            ._dir
+            .as_ref()
+            .expect("a server started here")
+            .path()
+            .to_path_buf();
         self.child = Some(match kind {
             Kind::Postgres => spawn_postgres(&dir, self.addr.port),
             Kind::Mariadb => spawn_mariadb(&dir, self.addr.port),
@@ -130,9 +135,15 @@ fn as_db_user(cmd: &mut Command, user: &str) {
         return;
     }
     let out = Command::new("id").args(["-u", user]).output().expect("id");
-    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("uid");
+    let uid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("uid");
     let out = Command::new("id").args(["-g", user]).output().expect("id");
-    let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("gid");
+    let gid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("gid");
     cmd.uid(uid).gid(gid);
 }
 
@@ -156,7 +167,11 @@ fn chown_to(path: &Path, user: &str) {
 
 fn pg_bin(name: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     dirs.into_iter()
@@ -199,7 +214,10 @@ fn spawn_mariadb(dir: &Path, port: u16) -> Child {
         .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
         .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
         .arg("--general-log=1")
-        .arg(format!("--general-log-file={}", dir.join("statements.log").display()))
+        .arg(format!(
+            "--general-log-file={}",
+            dir.join("statements.log").display()
+        ))
         .arg(format!("--init-file={}", dir.join("init.sql").display()))
         .arg("--skip-log-bin")
         .arg("--innodb-buffer-pool-size=64M")
@@ -209,7 +227,8 @@ fn spawn_mariadb(dir: &Path, port: u16) -> Child {
     if is_root() {
         cmd.arg("--user=root");
     }
-    cmd.spawn().expect("start mariadbd (install the mariadb-server package)")
+    cmd.spawn()
+        .expect("start mariadbd (install the mariadb-server package)")
 }
 
 /// A PostgreSQL server: `MESHGATE_TEST_PG_URL`, or one started here.
@@ -404,7 +423,22 @@ pub fn load_statements(table: &str, batches: &[RecordBatch], kind: Kind) -> Vec<
         .iter()
         .map(|f| format!("{} {} NOT NULL", f.name(), sql_type(f.data_type(), kind)))
         .collect();
-    let mut out = vec![format!("CREATE TABLE {table} ({})", cols.join(", "))];
+    let key = match table {
+        "customer" => "c_custkey",
+        "nation" => "n_nationkey",
+        "region" => "r_regionkey",
+        "part" => "p_partkey",
+        "supplier" => "s_suppkey",
+        "partsupp" => "ps_partkey, ps_suppkey",
+        "orders" => "o_orderkey",
+        _ => "",
+    };
+    let pk = if key.is_empty() {
+        String::new()
+    } else {
+        format!(", PRIMARY KEY ({key})")
+    };
+    let mut out = vec![format!("CREATE TABLE {table} ({}{pk})", cols.join(", "))];
     for b in batches {
         let mut start = 0;
         while start < b.num_rows() {
@@ -554,7 +588,7 @@ sources:
   - name: supply_db
     kind: mysql
     federation: {federation}
-    options: {{ host: \"{mh}\", port: {mp}, database: \"{md}\", user: \"{mu}\", password: {{ file: secrets/my }} }}
+    options: {{ host: \"{mh}\", port: {mp}, database: \"{md}\", user: \"{mu}\", password: {{ file: secrets/my }}, statement_timeout_ms: 60000 }}
 ",
             lake = demo.join("data/sales").display(),
             ph = pg.host,

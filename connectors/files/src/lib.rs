@@ -44,8 +44,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use meshgate_connector::{
-    Connector, ConnectorError, ConnectorFactory, ErrorClass, OpenedPort, PortRequest,
-    SourceContext,
+    Connector, ConnectorError, ConnectorFactory, ErrorClass, OpenedPort, PortRequest, SourceContext,
 };
 use serde::Deserialize;
 

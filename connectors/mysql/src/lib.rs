@@ -83,8 +83,7 @@ use meshgate_connector::{
     Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
 };
 use meshgate_connector_sql::{
-    check_port, credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool,
-    SqlSource,
+    check_port, credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool, SqlSource,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts};
@@ -301,6 +300,10 @@ impl SqlBackend for MyBackend {
         Arc::new(MySqlDialect {})
     }
 
+    fn capabilities(&self) -> meshgate_connector_sql::capability::Capabilities {
+        meshgate_connector_sql::capability::MYSQL
+    }
+
     fn filters_exact(&self) -> bool {
         false
     }
@@ -330,9 +333,8 @@ impl SqlBackend for MyBackend {
                 settings.statement_timeout.as_millis()
             )
         };
-        let constraints = PoolConstraints::new(0, settings.pool_size as usize).ok_or_else(|| {
-            ConnectorError::new(ErrorClass::InvalidConfig, "invalid pool_size")
-        })?;
+        let constraints = PoolConstraints::new(0, settings.pool_size as usize)
+            .ok_or_else(|| ConnectorError::new(ErrorClass::InvalidConfig, "invalid pool_size"))?;
         let opts = self
             .base_opts()
             .pool_opts(PoolOpts::default().with_constraints(constraints))

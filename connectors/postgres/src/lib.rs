@@ -78,9 +78,7 @@ use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
-use datafusion_table_providers_common::sql::db_connection_pool::dbconnection::{
-    Error as DbError,
-};
+use datafusion_table_providers_common::sql::db_connection_pool::dbconnection::Error as DbError;
 use datafusion_table_providers_common::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers_common::UnsupportedTypeAction;
 use datafusion_table_providers_postgres::pool::{Error as PoolError, PostgresConnectionPool};
@@ -89,8 +87,7 @@ use meshgate_connector::{
     Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
 };
 use meshgate_connector_sql::{
-    check_port, credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool,
-    SqlSource,
+    check_port, credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool, SqlSource,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -277,6 +274,10 @@ impl SqlBackend for PgBackend {
         Arc::new(PostgreSqlDialect {})
     }
 
+    fn capabilities(&self) -> meshgate_connector_sql::capability::Capabilities {
+        meshgate_connector_sql::capability::POSTGRES
+    }
+
     async fn connect(&self, settings: &PoolSettings) -> Result<Arc<dyn SqlPool>, ConnectorError> {
         let o = &self.opts;
         let mut params: HashMap<String, SecretString> = HashMap::new();
@@ -397,10 +398,9 @@ impl SqlPool for PgPool {
             .as_async()
             .ok_or_else(|| ConnectorError::new(ErrorClass::Internal, "no async connection"))?;
         let probe = format!("SELECT * FROM ({sql}) AS meshgate_probe LIMIT 1");
-        let mut stream = conn
-            .query_arrow(&probe, &[], None)
-            .await
-            .map_err(|e| ConnectorError::new(ErrorClass::InvalidConfig, one_line(&e.to_string())))?;
+        let mut stream = conn.query_arrow(&probe, &[], None).await.map_err(|e| {
+            ConnectorError::new(ErrorClass::InvalidConfig, one_line(&e.to_string()))
+        })?;
         match stream.next().await {
             Some(Ok(b)) if b.num_columns() > 0 => Ok(b.schema()),
             Some(Err(e)) => Err(ConnectorError::new(
@@ -426,9 +426,7 @@ impl SqlPool for PgPool {
                 .ok_or_else(|| ConnectorError::new(ErrorClass::Internal, "no async connection"))?;
             c.query_arrow(sql, &[], Some(Arc::clone(&schema)))
                 .await
-                .map_err(|e| {
-                    ConnectorError::new(ErrorClass::Internal, one_line(&e.to_string()))
-                })?
+                .map_err(|e| ConnectorError::new(ErrorClass::Internal, one_line(&e.to_string())))?
         };
         // The connection goes back to the pool only when the result has been read or dropped.
         let kept = stream.map(move |b| {

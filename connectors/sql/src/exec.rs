@@ -7,9 +7,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatchOptions;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
@@ -46,14 +46,16 @@ pub fn conform_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBa
         if col.data_type() == field.data_type() {
             cols.push(Arc::clone(col));
         } else {
-            cols.push(cast_with_options(col, field.data_type(), &cast).map_err(|e| {
-                DataFusionError::Execution(format!(
-                    "column `{}`: the source returned {} which does not convert to {}: {e}",
-                    field.name(),
-                    col.data_type(),
-                    field.data_type()
-                ))
-            })?);
+            cols.push(
+                cast_with_options(col, field.data_type(), &cast).map_err(|e| {
+                    DataFusionError::Execution(format!(
+                        "column `{}`: the source returned {} which does not convert to {}: {e}",
+                        field.name(),
+                        col.data_type(),
+                        field.data_type()
+                    ))
+                })?,
+            );
         }
     }
     Ok(RecordBatch::try_new_with_options(
@@ -102,7 +104,12 @@ impl SqlScanExec {
 
 impl DisplayAs for SqlScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SqlScanExec: source={} sql={}", self.source.name(), self.sql)
+        write!(
+            f,
+            "SqlScanExec: source={} sql={}",
+            self.source.name(),
+            self.sql
+        )
     }
 }
 
@@ -138,6 +145,8 @@ impl ExecutionPlan for SqlScanExec {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        Ok(self.source.stream(self.sql.clone(), Arc::clone(&self.schema)))
+        Ok(self
+            .source
+            .stream(self.sql.clone(), Arc::clone(&self.schema)))
     }
 }

@@ -29,6 +29,7 @@
 //! assert_eq!(s.pool_size, 8);
 //! ```
 
+pub mod capability;
 mod exec;
 mod source;
 mod table;

@@ -14,7 +14,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::unparser::dialect::Dialect;
 use datafusion_federation::sql::{
-    RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
+    LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
 };
 use datafusion_federation::FederatedTableSource;
 use futures::{StreamExt, TryStreamExt};
@@ -23,6 +23,7 @@ use meshgate_connector::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::capability::{split_federated, Capabilities};
 use crate::exec::conform_batch;
 use crate::table::{check_port, quote_table, SqlScanTable};
 
@@ -100,6 +101,10 @@ pub trait SqlBackend: Send + Sync + Debug + 'static {
 
     /// The dialect pushed SQL is written in.
     fn dialect(&self) -> Arc<dyn Dialect>;
+
+    /// What that dialect runs with DataFusion's meaning; other parts of a plan stay in the
+    /// gateway.
+    fn capabilities(&self) -> Capabilities;
 
     /// Whether a filter that the dialect can express means the same on the source as in
     /// DataFusion for every row (then it is pushed as `Exact`), or may keep more rows (for
@@ -347,6 +352,14 @@ impl SQLExecutor for SqlSourceExecutor {
 
     fn dialect(&self) -> Arc<dyn Dialect> {
         self.source.backend.dialect()
+    }
+
+    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
+        let caps = self.source.backend.capabilities();
+        let executor: Arc<dyn SQLExecutor> = Arc::new(self.clone());
+        Some(Box::new(move |plan| {
+            split_federated(plan, &caps, &executor)
+        }))
     }
 
     fn execute(

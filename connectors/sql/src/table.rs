@@ -30,7 +30,9 @@ pub fn check_port(port: &PortRequest) -> Result<(), String> {
     };
     binding?;
     if port.location.is_some() || port.format.is_some() {
-        return Err("`location` and `format` are for files ports; SQL ports use `table` or `query`".into());
+        return Err(
+            "`location` and `format` are for files ports; SQL ports use `table` or `query`".into(),
+        );
     }
     match &port.options {
         serde_json::Value::Null => Ok(()),
@@ -87,9 +89,9 @@ impl SqlScanTable {
             .clone()
             .transform(|e| {
                 Ok(match e {
-                    Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(
-                        c.name,
-                    ))),
+                    Expr::Column(c) => {
+                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                    }
                     other => Transformed::no(other),
                 })
             })

@@ -134,13 +134,17 @@ impl SqlBackend for SqliteBackend {
 
     fn compute_context(&self) -> String {
         // One file is one database: ports of sources on the same file may be joined there.
-        let path = std::fs::canonicalize(&self.source.path)
-            .unwrap_or_else(|_| self.source.path.clone());
+        let path =
+            std::fs::canonicalize(&self.source.path).unwrap_or_else(|_| self.source.path.clone());
         format!("sqlite:{}", path.display())
     }
 
     fn dialect(&self) -> Arc<dyn Dialect> {
         Arc::new(SqliteDialect {})
+    }
+
+    fn capabilities(&self) -> meshgate_connector_sql::capability::Capabilities {
+        meshgate_connector_sql::capability::SQLITE
     }
 
     async fn connect(&self, _settings: &PoolSettings) -> Result<Arc<dyn SqlPool>, ConnectorError> {
@@ -173,8 +177,11 @@ impl SqlitePool {
 impl SqlPool for SqlitePool {
     async fn table_schema(&self, table: &TableReference) -> Result<SchemaRef, ConnectorError> {
         let quoted = quote_table(&SqliteDialect {}, table);
-        self.schema_of(format!("SELECT * FROM {quoted}"), format!("table `{table}`"))
-            .await
+        self.schema_of(
+            format!("SELECT * FROM {quoted}"),
+            format!("table `{table}`"),
+        )
+        .await
     }
 
     async fn query_schema(&self, sql: &str) -> Result<SchemaRef, ConnectorError> {

@@ -39,8 +39,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::GatewayError;
-use crate::source_reads::{format_source_reads, source_reads};
 use crate::query::{execute, params_from_batch, QueryEngine};
+use crate::source_reads::{format_source_reads, source_reads};
 use prepared::PreparedStore;
 use tickets::{now_ms, BlobKind, TicketSigner};
 

@@ -20,7 +20,11 @@ fn main() {
         eprintln!("usage: meshgate-testdbs ENV_FILE  (stops when stdin closes)");
         std::process::exit(2);
     };
-    let port = |i: usize| std::env::args().nth(i).map(|p| p.parse::<u16>().expect("port"));
+    let port = |i: usize| {
+        std::env::args()
+            .nth(i)
+            .map(|p| p.parse::<u16>().expect("port"))
+    };
     let pg = dbs::postgres_on(port(2));
     let my = dbs::mariadb_on(port(3));
     let rt = tokio::runtime::Runtime::new().expect("runtime");

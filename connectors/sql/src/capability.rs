@@ -1,0 +1,272 @@
+//! What a dialect can run: a sub-plan that datafusion-federation cut out for a source is
+//! split again where a node uses something the source does not have (a function missing in
+//! SQLite, integer division that means something else in MySQL, ...). Supported sub-trees
+//! still go to the source; the nodes above them run in the gateway. Pushing less is slower;
+//! pushing what the source does not understand, or understands differently, is wrong.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::DFSchema;
+use datafusion::error::Result;
+use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction, WindowFunction};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprSchemable, Extension, LogicalPlan, Operator, WindowFunctionDefinition,
+};
+use datafusion_federation::sql::{SQLExecutor, SQLFederationPlanner};
+use datafusion_federation::FederatedPlanNode;
+
+/// What a source's SQL dialect runs with DataFusion's meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    /// Scalar functions (DataFusion names) the unparser writes in a form the source runs.
+    pub scalar_functions: &'static [&'static str],
+    /// Aggregate functions.
+    pub aggregate_functions: &'static [&'static str],
+    /// `int / int` truncates as in DataFusion.
+    pub integer_division_truncates: bool,
+    /// `a || b` concatenates strings.
+    pub concat_operator: bool,
+    /// `ILIKE`.
+    pub ilike: bool,
+}
+
+const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "avg"];
+
+/// PostgreSQL.
+pub const POSTGRES: Capabilities = Capabilities {
+    scalar_functions: &[
+        "abs",
+        "ceil",
+        "floor",
+        "round",
+        "trunc",
+        "sqrt",
+        "power",
+        "ln",
+        "exp",
+        "coalesce",
+        "nullif",
+        "lower",
+        "upper",
+        "substr",
+        "btrim",
+        "ltrim",
+        "rtrim",
+        "concat",
+        "replace",
+        "lpad",
+        "rpad",
+        "strpos",
+        "character_length",
+        "date_part",
+        "date_trunc",
+        "md5",
+        "starts_with",
+    ],
+    aggregate_functions: AGGREGATES,
+    integer_division_truncates: true,
+    concat_operator: true,
+    ilike: true,
+};
+
+/// MySQL and MariaDB.
+pub const MYSQL: Capabilities = Capabilities {
+    scalar_functions: &[
+        "abs",
+        "ceil",
+        "floor",
+        "sqrt",
+        "power",
+        "ln",
+        "exp",
+        "coalesce",
+        "nullif",
+        "lower",
+        "upper",
+        "substr",
+        "ltrim",
+        "rtrim",
+        "concat",
+        "replace",
+        "lpad",
+        "rpad",
+        "date_part",
+    ],
+    aggregate_functions: AGGREGATES,
+    integer_division_truncates: false,
+    concat_operator: false,
+    ilike: false,
+};
+
+/// SQLite.
+pub const SQLITE: Capabilities = Capabilities {
+    scalar_functions: &[
+        "abs", "coalesce", "nullif", "lower", "upper", "substr", "ltrim", "rtrim", "replace",
+    ],
+    aggregate_functions: AGGREGATES,
+    integer_division_truncates: true,
+    concat_operator: true,
+    ilike: false,
+};
+
+fn expr_supported(e: &Expr, schema: &DFSchema, caps: &Capabilities) -> bool {
+    let mut ok = true;
+    let _ = e.apply(|n| {
+        let here = match n {
+            Expr::Column(_)
+            | Expr::Literal(..)
+            | Expr::Alias(_)
+            | Expr::Not(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsNotFalse(_)
+            | Expr::Negative(_)
+            | Expr::Between(_)
+            | Expr::Case(_)
+            | Expr::Cast(_)
+            | Expr::InList(_)
+            | Expr::OuterReferenceColumn(..) => true,
+            Expr::Like(l) => !l.case_insensitive || caps.ilike,
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+                Operator::StringConcat => caps.concat_operator,
+                Operator::Divide | Operator::Modulo if !caps.integer_division_truncates => {
+                    let int = |x: &Expr| x.get_type(schema).map(|t| t.is_integer()).unwrap_or(true);
+                    !int(left) && !int(right)
+                }
+                Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::And
+                | Operator::Or
+                | Operator::Plus
+                | Operator::Minus
+                | Operator::Multiply
+                | Operator::Divide
+                | Operator::Modulo => true,
+                _ => false,
+            },
+            Expr::ScalarFunction(ScalarFunction { func, .. }) => {
+                caps.scalar_functions.contains(&func.name())
+            }
+            Expr::AggregateFunction(AggregateFunction { func, params }) => {
+                caps.aggregate_functions.contains(&func.name())
+                    && params.filter.is_none()
+                    && params.order_by.is_empty()
+            }
+            Expr::WindowFunction(w) => {
+                let WindowFunction { fun, .. } = w.as_ref();
+                match fun {
+                    WindowFunctionDefinition::AggregateUDF(f) => {
+                        caps.aggregate_functions.contains(&f.name())
+                    }
+                    WindowFunctionDefinition::WindowUDF(f) => {
+                        ["row_number", "rank", "dense_rank"].contains(&f.name())
+                    }
+                }
+            }
+            Expr::Exists(s) => plan_supported(&s.subquery.subquery, caps),
+            Expr::InSubquery(s) => plan_supported(&s.subquery.subquery, caps),
+            Expr::ScalarSubquery(s) => plan_supported(&s.subquery, caps),
+            _ => false,
+        };
+        if here {
+            Ok(TreeNodeRecursion::Continue)
+        } else {
+            ok = false;
+            Ok(TreeNodeRecursion::Stop)
+        }
+    });
+    ok
+}
+
+/// Whether this node alone (its expressions, not its inputs) can run on the source.
+fn node_supported(plan: &LogicalPlan, caps: &Capabilities) -> bool {
+    let kind_ok = matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::EmptyRelation(_)
+    );
+    if !kind_ok {
+        return false;
+    }
+    // Expressions are typed against the inputs' columns (for a scan, its own).
+    let mut schema = DFSchema::empty();
+    for input in plan.inputs() {
+        schema.merge(input.schema());
+    }
+    if plan.inputs().is_empty() {
+        schema = plan.schema().as_ref().clone();
+    }
+    plan.expressions()
+        .iter()
+        .all(|e| expr_supported(e, &schema, caps))
+}
+
+/// Whether the whole sub-tree can run on the source.
+pub fn plan_supported(plan: &LogicalPlan, caps: &Capabilities) -> bool {
+    let mut ok = true;
+    let _ = plan.apply(|p| {
+        if node_supported(p, caps) {
+            Ok(TreeNodeRecursion::Continue)
+        } else {
+            ok = false;
+            Ok(TreeNodeRecursion::Stop)
+        }
+    });
+    ok
+}
+
+/// Splits a federated sub-plan so that only sub-trees `caps` supports are federated.
+pub fn split_federated(
+    plan: LogicalPlan,
+    caps: &Capabilities,
+    executor: &Arc<dyn SQLExecutor>,
+) -> Result<LogicalPlan> {
+    let LogicalPlan::Extension(Extension { node }) = &plan else {
+        return Ok(plan);
+    };
+    let Some(fed) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
+        return Ok(plan);
+    };
+    let inner = fed.plan().clone();
+    if plan_supported(&inner, caps) {
+        return Ok(plan);
+    }
+    federate_supported(inner, caps, executor)
+}
+
+fn federate_supported(
+    plan: LogicalPlan,
+    caps: &Capabilities,
+    executor: &Arc<dyn SQLExecutor>,
+) -> Result<LogicalPlan> {
+    if plan_supported(&plan, caps) {
+        let planner = Arc::new(SQLFederationPlanner::new(Arc::clone(executor)));
+        return Ok(LogicalPlan::Extension(Extension {
+            node: Arc::new(FederatedPlanNode::new(plan, planner)),
+        }));
+    }
+    let inputs = plan
+        .inputs()
+        .into_iter()
+        .map(|c| federate_supported(c.clone(), caps, executor))
+        .collect::<Result<Vec<_>>>()?;
+    plan.with_new_exprs(plan.expressions(), inputs)
+}
