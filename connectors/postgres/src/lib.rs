@@ -55,7 +55,7 @@
 //! | `numeric` (no precision) | Decimal128(38,20) |
 //! | `text`, `varchar(n)`, `char(n)`, `name` | Utf8 |
 //! | `bytea` | Binary |
-//! | `uuid` | FixedSizeBinary(16) |
+//! | `uuid` | Utf8 (canonical text form) |
 //! | `json`, `jsonb` | Utf8 (the JSON text) |
 //! | `date` | Date32 |
 //! | `time` | Time64(ns) |
