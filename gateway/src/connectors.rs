@@ -14,11 +14,11 @@ pub fn default_registry() -> Registry {
     #[cfg(feature = "files")]
     r.register(Arc::new(meshgate_connector_files::FilesFactory));
     #[cfg(feature = "sqlite")]
-    r.register(Arc::new(meshgate_connector_sqlite::SqliteFactory));
+    r.register(Arc::new(meshgate_connector_sqlite::factory()));
     #[cfg(feature = "postgres")]
-    r.register(Arc::new(meshgate_connector_postgres::PostgresFactory));
+    r.register(Arc::new(meshgate_connector_postgres::factory()));
     #[cfg(feature = "mysql")]
-    r.register(Arc::new(meshgate_connector_mysql::MysqlFactory));
+    r.register(Arc::new(meshgate_connector_mysql::factory()));
     r
 }
 

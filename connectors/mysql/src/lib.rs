@@ -79,11 +79,9 @@ use datafusion_table_providers_common::sql::db_connection_pool::dbconnection::{
 use datafusion_table_providers_mysql::arrow_sql_gen::rows_to_arrow;
 use datafusion_table_providers_mysql::conn::MySQLConnection;
 use futures::StreamExt;
-use meshgate_connector::{
-    Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
-};
+use meshgate_connector::{ConnectorError, ErrorClass, SourceContext};
 use meshgate_connector_sql::{
-    check_port, credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool, SqlSource,
+    credential_fingerprint, PoolSettings, SqlBackend, SqlPool, SqlSourceFactory,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts};
@@ -159,7 +157,10 @@ pub enum SslMode {
     VerifyIdentity,
 }
 
-fn parse(ctx: &SourceContext, options: &serde_json::Value) -> Result<MyBackend, String> {
+fn parse(
+    ctx: &SourceContext,
+    options: &serde_json::Value,
+) -> Result<(Arc<dyn SqlBackend>, PoolSettings), String> {
     let opts: MysqlOptions = serde_json::from_value(options.clone())
         .map_err(|e| format!("invalid mysql options: {e}"))?;
     let settings = PoolSettings::from_options(
@@ -169,63 +170,18 @@ fn parse(ctx: &SourceContext, options: &serde_json::Value) -> Result<MyBackend, 
         opts.statement_timeout_ms,
     )?;
     let rootcert = opts.sslrootcert.as_ref().map(|p| ctx.base_dir.join(p));
-    Ok(MyBackend {
-        opts,
-        rootcert,
-        settings,
-    })
+    Ok((Arc::new(MyBackend { opts, rootcert }), settings))
 }
 
-/// Factory for `kind: mysql`.
-#[derive(Debug, Default)]
-pub struct MysqlFactory;
-
-#[async_trait]
-impl ConnectorFactory for MysqlFactory {
-    fn kind(&self) -> &'static str {
-        "mysql"
-    }
-
-    fn check(
-        &self,
-        ctx: &SourceContext,
-        options: &serde_json::Value,
-        ports: &[PortRequest],
-    ) -> Vec<(Option<usize>, String)> {
-        let mut problems = Vec::new();
-        if let Err(e) = parse(ctx, options) {
-            problems.push((None, e));
-        }
-        for (i, p) in ports.iter().enumerate() {
-            if let Err(e) = check_port(p) {
-                problems.push((Some(i), e));
-            }
-        }
-        problems
-    }
-
-    async fn create(
-        &self,
-        ctx: SourceContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let backend = parse(&ctx, &options).map_err(|e| {
-            ConnectorError::new(
-                ErrorClass::InvalidConfig,
-                format!("source `{}`: {e}", ctx.name),
-            )
-        })?;
-        let settings = backend.settings;
-        let source = SqlSource::new(ctx.name, Arc::new(backend), settings);
-        Ok(Arc::new(SqlConnector::new(Arc::new(source))))
-    }
+/// The factory of `kind: mysql`, for the gateway's registry.
+pub fn factory() -> SqlSourceFactory {
+    SqlSourceFactory::new("mysql", parse)
 }
 
 #[derive(Debug)]
 struct MyBackend {
     opts: MysqlOptions,
     rootcert: Option<PathBuf>,
-    settings: PoolSettings,
 }
 
 impl MyBackend {

@@ -83,11 +83,9 @@ use datafusion_table_providers_common::sql::db_connection_pool::DbConnectionPool
 use datafusion_table_providers_common::UnsupportedTypeAction;
 use datafusion_table_providers_postgres::pool::{Error as PoolError, PostgresConnectionPool};
 use futures::StreamExt;
-use meshgate_connector::{
-    Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
-};
+use meshgate_connector::{ConnectorError, ErrorClass, SourceContext};
 use meshgate_connector_sql::{
-    check_port, credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool, SqlSource,
+    credential_fingerprint, PoolSettings, SqlBackend, SqlPool, SqlSourceFactory,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -176,7 +174,10 @@ impl SslMode {
     }
 }
 
-fn parse(ctx: &SourceContext, options: &serde_json::Value) -> Result<PgBackend, String> {
+fn parse(
+    ctx: &SourceContext,
+    options: &serde_json::Value,
+) -> Result<(Arc<dyn SqlBackend>, PoolSettings), String> {
     let opts: PostgresOptions = serde_json::from_value(options.clone())
         .map_err(|e| format!("invalid postgres options: {e}"))?;
     let settings = PoolSettings::from_options(
@@ -186,56 +187,12 @@ fn parse(ctx: &SourceContext, options: &serde_json::Value) -> Result<PgBackend, 
         opts.statement_timeout_ms,
     )?;
     let rootcert = opts.sslrootcert.as_ref().map(|p| ctx.base_dir.join(p));
-    Ok(PgBackend {
-        opts,
-        rootcert,
-        settings,
-    })
+    Ok((Arc::new(PgBackend { opts, rootcert }), settings))
 }
 
-/// Factory for `kind: postgres`.
-#[derive(Debug, Default)]
-pub struct PostgresFactory;
-
-#[async_trait]
-impl ConnectorFactory for PostgresFactory {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn check(
-        &self,
-        ctx: &SourceContext,
-        options: &serde_json::Value,
-        ports: &[PortRequest],
-    ) -> Vec<(Option<usize>, String)> {
-        let mut problems = Vec::new();
-        if let Err(e) = parse(ctx, options) {
-            problems.push((None, e));
-        }
-        for (i, p) in ports.iter().enumerate() {
-            if let Err(e) = check_port(p) {
-                problems.push((Some(i), e));
-            }
-        }
-        problems
-    }
-
-    async fn create(
-        &self,
-        ctx: SourceContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let backend = parse(&ctx, &options).map_err(|e| {
-            ConnectorError::new(
-                ErrorClass::InvalidConfig,
-                format!("source `{}`: {e}", ctx.name),
-            )
-        })?;
-        let settings = backend.settings;
-        let source = SqlSource::new(ctx.name, Arc::new(backend), settings);
-        Ok(Arc::new(SqlConnector::new(Arc::new(source))))
-    }
+/// The factory of `kind: postgres`, for the gateway's registry.
+pub fn factory() -> SqlSourceFactory {
+    SqlSourceFactory::new("postgres", parse)
 }
 
 /// The PostgreSQL backend.
@@ -243,7 +200,6 @@ impl ConnectorFactory for PostgresFactory {
 struct PgBackend {
     opts: PostgresOptions,
     rootcert: Option<PathBuf>,
-    settings: PoolSettings,
 }
 
 #[async_trait]

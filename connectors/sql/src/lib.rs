@@ -31,10 +31,12 @@
 
 pub mod capability;
 mod exec;
+mod factory;
 mod source;
 mod table;
 
 pub use exec::{conform_batch, SqlScanExec};
+pub use factory::{ParseOptions, SqlSourceFactory};
 pub use source::{
     credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool, SqlSource,
     SqlSourceExecutor,

@@ -51,14 +51,10 @@
 mod scan;
 mod types;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use meshgate_connector::{
-    Connector, ConnectorError, ConnectorFactory, ErrorClass, PortRequest, SourceContext,
-};
-use meshgate_connector_sql::{check_port, PoolSettings, SqlConnector, SqlSource};
+use meshgate_connector::SourceContext;
+use meshgate_connector_sql::{PoolSettings, SqlBackend, SqlSourceFactory};
 use serde::Deserialize;
 
 pub use scan::{SqliteBackend, SqliteSource};
@@ -81,66 +77,26 @@ fn default_busy_timeout() -> u64 {
     5000
 }
 
-/// Factory for `kind: sqlite`.
-#[derive(Debug, Default)]
-pub struct SqliteFactory;
-
 fn parse(
     ctx: &SourceContext,
     options: &serde_json::Value,
-) -> Result<(SqliteOptions, PathBuf, PoolSettings), String> {
+) -> Result<(Arc<dyn SqlBackend>, PoolSettings), String> {
     let opts: SqliteOptions = serde_json::from_value(options.clone())
         .map_err(|e| format!("invalid sqlite options: {e}"))?;
-    let path = ctx.base_dir.join(&opts.path);
     let settings = PoolSettings::from_options(None, None, None, opts.statement_timeout_ms)?;
-    Ok((opts, path, settings))
+    let backend = SqliteBackend {
+        source: SqliteSource {
+            source_name: ctx.name.clone(),
+            path: ctx.base_dir.join(&opts.path),
+            busy_timeout_ms: opts.busy_timeout_ms,
+        },
+    };
+    Ok((Arc::new(backend), settings))
 }
 
-#[async_trait]
-impl ConnectorFactory for SqliteFactory {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn check(
-        &self,
-        ctx: &SourceContext,
-        options: &serde_json::Value,
-        ports: &[PortRequest],
-    ) -> Vec<(Option<usize>, String)> {
-        let mut problems = Vec::new();
-        // Static checks only: whether the file exists is a question for run time (and
-        // `validate --live`), since CI validates meshes without their data.
-        if let Err(e) = parse(ctx, options) {
-            problems.push((None, e));
-        }
-        for (i, p) in ports.iter().enumerate() {
-            if let Err(e) = check_port(p) {
-                problems.push((Some(i), e));
-            }
-        }
-        problems
-    }
-
-    async fn create(
-        &self,
-        ctx: SourceContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let (opts, path, settings) = parse(&ctx, &options).map_err(|e| {
-            ConnectorError::new(
-                ErrorClass::InvalidConfig,
-                format!("source `{}`: {e}", ctx.name),
-            )
-        })?;
-        let backend = SqliteBackend {
-            source: SqliteSource {
-                source_name: ctx.name.clone(),
-                path,
-                busy_timeout_ms: opts.busy_timeout_ms,
-            },
-        };
-        let source = SqlSource::new(ctx.name, Arc::new(backend), settings);
-        Ok(Arc::new(SqlConnector::new(Arc::new(source))))
-    }
+/// The factory of `kind: sqlite`, for the gateway's registry. Options are checked statically:
+/// whether the file exists is a question for run time (and `validate --live`), since CI
+/// validates meshes without their data.
+pub fn factory() -> SqlSourceFactory {
+    SqlSourceFactory::new("sqlite", parse)
 }
