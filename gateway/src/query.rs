@@ -23,8 +23,9 @@ use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
-use datafusion_federation::FederatedQueryPlanner;
+use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule};
 
 use crate::catalog::MeshCatalog;
 use crate::error::GatewayError;
@@ -87,13 +88,32 @@ pub fn build_session_state(
         .with_default_features()
         // Sub-plans that touch only one SQL source (or several with the same server and
         // credentials) are cut out and sent to it as one statement.
-        .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
+        .with_optimizer_rules(optimizer_rules())
         .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
         .with_physical_optimizer_rules(physical_rules)
         .with_table_functions(HashMap::new())
         .with_table_factories(HashMap::new())
         .with_catalog_list(catalog.catalog_list())
         .build()
+}
+
+/// DataFusion's logical rules with federation last. datafusion-federation's own list puts it
+/// right after `scalar_subquery_to_join`, before filters and projections are pushed into the
+/// scans: a lone port was then sent as `SELECT <every column>` with its filter left in the
+/// gateway. Running it last sends each source the pruned, filtered sub-plan; federated nodes
+/// are opaque to the rules of later passes.
+///
+/// `single_distinct_aggregation_to_group_by` is left out: the plans it makes for
+/// `count(DISTINCT x)` unparse to SQL that references columns of a derived table by their
+/// base-table names, which MySQL and PostgreSQL reject.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules: Vec<_> = Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
+        .collect();
+    rules.push(Arc::new(FederationOptimizerRule::new()));
+    rules
 }
 
 fn sql_options() -> SQLOptions {

@@ -89,6 +89,9 @@ impl TestDb {
             Kind::Mariadb => spawn_mariadb(&dir, self.addr.port),
         });
         wait_for_port(self.addr.port);
+        if kind == Kind::Postgres {
+            wait_for_postgres(self.addr.port);
+        }
     }
 }
 
@@ -126,6 +129,23 @@ fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("the test database did not listen on port {port} within 60 s");
+}
+
+/// PostgreSQL listens before it accepts sessions ("the database system is starting up"):
+/// wait until `pg_isready` says it does.
+fn wait_for_postgres(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let ready = Command::new(pg_bin("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the test PostgreSQL did not accept sessions on port {port} within 60 s");
 }
 
 /// PostgreSQL refuses to run as root: run its programs as the `postgres` user then.
@@ -231,17 +251,20 @@ fn spawn_mariadb(dir: &Path, port: u16) -> Child {
         .expect("start mariadbd (install the mariadb-server package)")
 }
 
+/// A server given by the environment: its URL, and its statement log if known.
+fn given(url_var: &str, log_var: &str) -> Option<TestDb> {
+    let url = std::env::var(url_var).ok()?;
+    Some(TestDb {
+        addr: DbAddress::parse(&url),
+        log: std::env::var_os(log_var).map(PathBuf::from),
+        child: None,
+        _dir: None,
+    })
+}
+
 /// A PostgreSQL server: `MESHGATE_TEST_PG_URL`, or one started here.
 pub fn postgres() -> TestDb {
-    if let Ok(url) = std::env::var("MESHGATE_TEST_PG_URL") {
-        return TestDb {
-            addr: DbAddress::parse(&url),
-            log: std::env::var_os("MESHGATE_TEST_PG_LOG").map(PathBuf::from),
-            child: None,
-            _dir: None,
-        };
-    }
-    postgres_own()
+    given("MESHGATE_TEST_PG_URL", "MESHGATE_TEST_PG_LOG").unwrap_or_else(postgres_own)
 }
 
 /// A PostgreSQL server started here, whatever the environment says.
@@ -279,6 +302,7 @@ pub fn postgres_on(port: Option<u16>) -> TestDb {
     );
     let child = spawn_postgres(dir.path(), port);
     wait_for_port(port);
+    wait_for_postgres(port);
     TestDb {
         addr: DbAddress {
             host: "127.0.0.1".into(),
@@ -295,15 +319,7 @@ pub fn postgres_on(port: Option<u16>) -> TestDb {
 
 /// A MariaDB server: `MESHGATE_TEST_MYSQL_URL`, or one started here.
 pub fn mariadb() -> TestDb {
-    if let Ok(url) = std::env::var("MESHGATE_TEST_MYSQL_URL") {
-        return TestDb {
-            addr: DbAddress::parse(&url),
-            log: std::env::var_os("MESHGATE_TEST_MYSQL_LOG").map(PathBuf::from),
-            child: None,
-            _dir: None,
-        };
-    }
-    mariadb_own()
+    given("MESHGATE_TEST_MYSQL_URL", "MESHGATE_TEST_MYSQL_LOG").unwrap_or_else(mariadb_own)
 }
 
 /// A MariaDB server started here, whatever the environment says.

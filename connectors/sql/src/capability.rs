@@ -4,17 +4,18 @@
 //! still go to the source; the nodes above them run in the gateway. Pushing less is slower;
 //! pushing what the source does not understand, or understands differently, is wrong.
 
+use std::any::Any;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction, WindowFunction};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, ExprSchemable, Extension, LogicalPlan, Operator, WindowFunctionDefinition,
 };
-use datafusion_federation::sql::{SQLExecutor, SQLFederationPlanner};
-use datafusion_federation::FederatedPlanNode;
+use datafusion_federation::sql::{SQLExecutor, SQLFederationPlanner, SQLTableSource};
+use datafusion_federation::{get_table_source, FederatedPlanNode};
 
 /// What a source's SQL dialect runs with DataFusion's meaning.
 #[derive(Debug, Clone, Copy)]
@@ -206,6 +207,24 @@ fn node_supported(plan: &LogicalPlan, caps: &Capabilities) -> bool {
     if !kind_ok {
         return false;
     }
+    // DataFusion 55's unparser writes a join input that is a projection of a scan as a
+    // derived table (`... AS derived_projection`) but keeps naming its columns by the base
+    // table in the join condition and select list, which databases reject (TPC-H q02):
+    // such joins run here, their inputs are still pushed.
+    if let LogicalPlan::Join(j) = plan {
+        fn scan_like(p: &LogicalPlan) -> bool {
+            match p {
+                LogicalPlan::TableScan(_) => true,
+                LogicalPlan::Filter(f) => scan_like(&f.input),
+                _ => false,
+            }
+        }
+        let projected_scan =
+            |p: &LogicalPlan| matches!(p, LogicalPlan::Projection(pr) if scan_like(&pr.input));
+        if projected_scan(&j.left) || projected_scan(&j.right) {
+            return false;
+        }
+    }
     // Expressions are typed against the inputs' columns (for a scan, its own).
     let mut schema = DFSchema::empty();
     for input in plan.inputs() {
@@ -245,11 +264,53 @@ pub fn split_federated(
     let Some(fed) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
         return Ok(plan);
     };
-    let inner = fed.plan().clone();
-    if plan_supported(&inner, caps) {
-        return Ok(plan);
-    }
+    let inner = requalify_scan_filters(fed.plan().clone())?;
     federate_supported(inner, caps, executor)
+}
+
+/// Filters pushed into a federated scan name its columns by the port (`t.types.my.x`);
+/// datafusion-federation renames the scan to the remote table but not those columns, so the
+/// SQL would say `my.x` where the source has `meshgate_types.x`. Name them by the remote
+/// table here.
+fn requalify_scan_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_up(|node| {
+        let LogicalPlan::TableScan(scan) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        if scan.filters.is_empty() {
+            return Ok(Transformed::no(node));
+        }
+        let Some(source) = get_table_source(&scan.source)? else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(remote) = (source.as_ref() as &dyn Any)
+            .downcast_ref::<SQLTableSource>()
+            .map(SQLTableSource::table_reference)
+        else {
+            return Ok(Transformed::no(node));
+        };
+        let mut scan = scan.clone();
+        scan.filters = scan
+            .filters
+            .into_iter()
+            .map(|f| {
+                f.transform(|e| {
+                    Ok(match e {
+                        Expr::Column(c) if c.relation.as_ref() == Some(&scan.table_name) => {
+                            Transformed::yes(Expr::Column(Column::new(
+                                Some(remote.clone()),
+                                c.name,
+                            )))
+                        }
+                        other => Transformed::no(other),
+                    })
+                })
+                .map(|t| t.data)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+    })
+    .map(|t| t.data)
 }
 
 fn federate_supported(
