@@ -8,7 +8,11 @@
 //!   ([`SqlScanTable`]), and
 //! - take part in federation: datafusion-federation cuts the largest sub-plan that touches
 //!   only sources with one [`SqlBackend::compute_context`] and sends it through
-//!   [`SqlSourceExecutor`] as one statement in the source's dialect.
+//!   [`SqlSourceExecutor`] as one statement in the source's dialect. Federation runs after
+//!   DataFusion's own filter and projection pushdown, and [`capability`] splits a sub-plan
+//!   again where the dialect cannot run a node with DataFusion's meaning.
+//!
+//! A kind's [`SqlSourceFactory`] only says how to read its options.
 //!
 //! The pool is created on first use, not at start-up: a source that is down when the gateway
 //! starts fails the queries that touch it with `Unavailable` (naming the source and its
