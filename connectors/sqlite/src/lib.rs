@@ -84,13 +84,11 @@ fn parse(
     let opts: SqliteOptions = serde_json::from_value(options.clone())
         .map_err(|e| format!("invalid sqlite options: {e}"))?;
     let settings = PoolSettings::from_options(None, None, None, opts.statement_timeout_ms)?;
-    let backend = SqliteBackend {
-        source: SqliteSource {
-            source_name: ctx.name.clone(),
-            path: ctx.base_dir.join(&opts.path),
-            busy_timeout_ms: opts.busy_timeout_ms,
-        },
-    };
+    let backend = SqliteBackend::new(SqliteSource {
+        source_name: ctx.name.clone(),
+        path: ctx.base_dir.join(&opts.path),
+        busy_timeout_ms: opts.busy_timeout_ms,
+    });
     Ok((Arc::new(backend), settings))
 }
 

@@ -118,8 +118,21 @@ fn infer_schema(
 /// statement, opened and read on a blocking thread.
 #[derive(Debug)]
 pub struct SqliteBackend {
-    /// How to open the file.
-    pub source: SqliteSource,
+    source: SqliteSource,
+    /// `sqlite:<canonical path>`, worked out once: planning asks for it many times.
+    context: String,
+}
+
+impl SqliteBackend {
+    /// A backend for the file of `source`.
+    pub fn new(source: SqliteSource) -> Self {
+        // One file is one database: ports of sources on the same file may be joined there.
+        let path = std::fs::canonicalize(&source.path).unwrap_or_else(|_| source.path.clone());
+        Self {
+            context: format!("sqlite:{}", path.display()),
+            source,
+        }
+    }
 }
 
 #[async_trait]
@@ -133,10 +146,7 @@ impl SqlBackend for SqliteBackend {
     }
 
     fn compute_context(&self) -> String {
-        // One file is one database: ports of sources on the same file may be joined there.
-        let path =
-            std::fs::canonicalize(&self.source.path).unwrap_or_else(|_| self.source.path.clone());
-        format!("sqlite:{}", path.display())
+        self.context.clone()
     }
 
     fn dialect(&self) -> Arc<dyn Dialect> {
