@@ -1,5 +1,5 @@
 //! Test harness: an in-process gateway bound to port 0, a Flight SQL client, the demo mesh at
-//! a small scale, and a reference DataFusion context over the same TPC-H data.
+//! a small scale, and a reference DataFusion context over the same TPC-H data as Parquet.
 
 pub mod dbs;
 
@@ -10,12 +10,8 @@ use std::sync::{Arc, OnceLock};
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::FlightInfo;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::catalog::{
-    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
-};
-use datafusion::datasource::MemTable;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use meshgate::connectors::default_registry;
@@ -215,80 +211,67 @@ pub fn row_count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }
 
-fn mem_table(batches: Vec<RecordBatch>) -> Arc<MemTable> {
-    let schema: Arc<Schema> = batches[0].schema();
-    Arc::new(MemTable::try_new(schema, vec![batches]).expect("mem table"))
+/// Where each TPC-H table sits in the mesh: `(domain, product, [tables])`.
+const TPCH_LAYOUT: &[(&str, &str, &[&str])] = &[
+    ("sales", "orders", &["orders", "lineitem"]),
+    ("customers", "crm", &["customer", "nation", "region"]),
+    ("supply", "catalog", &["part", "supplier", "partsupp"]),
+];
+
+static REFERENCE_FILES: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+/// The TPC-H tables as generated, written once per process to one Parquet file each.
+fn reference_files() -> PathBuf {
+    REFERENCE_FILES
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            for (_, _, tables) in TPCH_LAYOUT {
+                for t in *tables {
+                    let batches = dbs::tpch_table(t);
+                    let file = std::fs::File::create(dir.path().join(format!("{t}.parquet")))
+                        .expect("create parquet");
+                    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+                        file,
+                        batches[0].schema(),
+                        None,
+                    )
+                    .expect("parquet writer");
+                    for b in &batches {
+                        w.write(b).expect("write parquet");
+                    }
+                    w.close().expect("close parquet");
+                }
+            }
+            dir
+        })
+        .path()
+        .to_path_buf()
 }
 
-/// A DataFusion context holding the TPC-H data as generated (before it was written to
-/// Parquet, SQLite and CSV), under the same three-part names as the demo mesh.
-pub fn reference_context() -> SessionContext {
-    use tpchgen::generators::*;
-    use tpchgen_arrow::*;
-    fn all<I: Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>>(
-        it: I,
-    ) -> Vec<RecordBatch> {
-        it.collect::<Result<_, _>>().expect("generate")
-    }
-    let s = TEST_SCALE;
+/// Plain DataFusion over the same TPC-H data as co-located Parquet files, under the same
+/// three-part names as the mesh: the answers federated queries must equal.
+pub async fn reference_context() -> SessionContext {
+    let dir = reference_files();
     let ctx = SessionContext::new();
-    let add = |catalog: &str, schema: &str, tables: Vec<(&str, Vec<RecordBatch>)>| {
+    for (catalog, schema, tables) in TPCH_LAYOUT {
         let cat = ctx.catalog(catalog).unwrap_or_else(|| {
             let c: Arc<dyn CatalogProvider> = Arc::new(MemoryCatalogProvider::new());
-            ctx.register_catalog(catalog, Arc::clone(&c));
+            ctx.register_catalog(*catalog, Arc::clone(&c));
             c
         });
-        let sch = Arc::new(MemorySchemaProvider::new());
-        for (name, batches) in tables {
-            sch.register_table(name.to_string(), mem_table(batches))
-                .expect("register");
+        cat.register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+            .expect("schema");
+        for t in *tables {
+            let path = dir.join(format!("{t}.parquet"));
+            ctx.register_parquet(
+                datafusion::common::TableReference::full(*catalog, *schema, *t),
+                path.to_str().expect("utf-8 path"),
+                datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await
+            .expect("register parquet");
         }
-        cat.register_schema(schema, sch).expect("schema");
-    };
-    add(
-        "sales",
-        "orders",
-        vec![
-            ("orders", all(OrderArrow::new(OrderGenerator::new(s, 1, 1)))),
-            (
-                "lineitem",
-                all(LineItemArrow::new(LineItemGenerator::new(s, 1, 1))),
-            ),
-        ],
-    );
-    add(
-        "customers",
-        "crm",
-        vec![
-            (
-                "customer",
-                all(CustomerArrow::new(CustomerGenerator::new(s, 1, 1))),
-            ),
-            (
-                "nation",
-                all(NationArrow::new(NationGenerator::new(s, 1, 1))),
-            ),
-            (
-                "region",
-                all(RegionArrow::new(RegionGenerator::new(s, 1, 1))),
-            ),
-        ],
-    );
-    add(
-        "supply",
-        "catalog",
-        vec![
-            ("part", all(PartArrow::new(PartGenerator::new(s, 1, 1)))),
-            (
-                "supplier",
-                all(SupplierArrow::new(SupplierGenerator::new(s, 1, 1))),
-            ),
-            (
-                "partsupp",
-                all(PartSuppArrow::new(PartSuppGenerator::new(s, 1, 1))),
-            ),
-        ],
-    );
+    }
     ctx
 }
 

@@ -15,7 +15,7 @@ async fn tpch_queries_match_the_generated_data() {
     // The demo: Parquet (sales), SQLite (customers, federated) and CSV (supply).
     let gw = TestGateway::start(&demo_dir()).await;
     let mut c = gw.client().await;
-    let failures = check_tpch(&mut c, &reference_context()).await;
+    let failures = check_tpch(&mut c, &reference_context().await).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -110,7 +110,7 @@ fn reads(plan: &str) -> BTreeMap<String, (u64, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpch_over_parquet_postgres_and_mariadb_matches_datafusion() {
     let dbs = loaded_dbs().await;
-    let reference = reference_context();
+    let reference = reference_context().await;
     let on = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
     let off = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, false);
     let gw_on = TestGateway::start(on.path()).await;
