@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
 
 /// `apiVersion` of every file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -44,6 +45,220 @@ pub struct MeshDoc {
     /// Named connections, referenced by ports.
     #[serde(default)]
     pub sources: Vec<SourceDoc>,
+    /// Who may connect: users, static tokens, JWT issuer, TLS. Without it nobody can.
+    #[serde(default)]
+    pub auth: Option<AuthDoc>,
+    /// Mesh-wide policies: default access, masks by classification.
+    #[serde(default)]
+    pub policies: Option<PoliciesDoc>,
+    /// Where the audit log goes (one JSON line per request).
+    #[serde(default)]
+    pub audit: Option<AuditDoc>,
+}
+
+/// `auth` in `mesh.yaml`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDoc {
+    /// Basic credentials: `{ name, password_hash, groups }` (hash from `meshgate hash-password`).
+    #[serde(default)]
+    pub users: Vec<UserDoc>,
+    /// Static bearer tokens: `{ name, token_hash, groups }` (from `meshgate new-token`).
+    #[serde(default)]
+    pub tokens: Vec<TokenDoc>,
+    /// Bearer JWTs from an identity provider.
+    #[serde(default)]
+    pub jwt: Option<JwtDoc>,
+    /// Accept clients that send no credentials, as principal `anonymous` (default `false`).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Groups whose members may run EXPLAIN (default `[admins]`).
+    #[serde(default)]
+    pub admin_groups: Option<Vec<String>>,
+    /// Lifetime of the session token a handshake returns, in seconds (default 3600).
+    #[serde(default)]
+    pub session_ttl_s: Option<u64>,
+    /// TLS (and mutual TLS) on the Flight SQL endpoint.
+    #[serde(default)]
+    pub tls: Option<TlsDoc>,
+}
+
+/// A user with a password (`auth.users[]`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserDoc {
+    /// The principal name.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// An argon2id PHC string (`$argon2id$v=19$...`), never the password.
+    pub password_hash: String,
+    /// Groups the user belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A static bearer token (`auth.tokens[]`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenDoc {
+    /// The principal name.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// `sha256:<64 hex digits>` of the token, never the token.
+    pub token_hash: String,
+    /// Groups of the principal.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Bearer JWTs (`auth.jwt`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtDoc {
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim.
+    pub audience: String,
+    /// A JWKS file (relative to the mesh directory); keys are chosen by `kid`.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// An HS256 shared secret, `{ env: NAME }` or `{ file: path }`.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub hs256_secret: Option<serde_json::Value>,
+    /// Claim holding the principal's groups (default `groups`).
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// Claim holding the principal's name (default `sub`).
+    #[serde(default)]
+    pub principal_claim: Option<String>,
+    /// Accepted algorithms (default: RS256, ES256 with a JWKS file; HS256 with a secret).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds (default 30).
+    #[serde(default)]
+    pub leeway_s: Option<u64>,
+}
+
+/// TLS on the Flight SQL endpoint (`auth.tls`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsDoc {
+    /// PEM certificate chain of the gateway (relative to the mesh directory).
+    pub cert_file: String,
+    /// PEM private key of the gateway.
+    pub key_file: String,
+    /// PEM CA bundle for client certificates: turns on mutual TLS.
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// With `client_ca_file`: refuse connections without a client certificate (default `true`).
+    #[serde(default)]
+    pub require_client_cert: Option<bool>,
+    /// Groups of principals authenticated by a client certificate, by subject CN.
+    #[serde(default)]
+    pub client_groups: BTreeMap<String, Vec<String>>,
+}
+
+/// `policies` in `mesh.yaml`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesDoc {
+    /// `deny` (default) or `allow`: access to products without an `access` section.
+    #[serde(default)]
+    pub default_access: DefaultAccess,
+    /// Masks by column classification.
+    #[serde(default)]
+    pub classifications: BTreeMap<String, ClassificationDoc>,
+    /// Key of the `hash` mask, `{ env: NAME }` or `{ file: path }`. Without it a random key
+    /// per process: hashes then change on restart.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub hash_key: Option<serde_json::Value>,
+}
+
+/// Access to products that do not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAccess {
+    /// Nobody reads them.
+    #[default]
+    Deny,
+    /// Every authenticated principal reads them.
+    Allow,
+}
+
+/// A classification policy.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationDoc {
+    /// How columns of this classification are masked.
+    pub mask: MaskKind,
+    /// Groups that see the clear values.
+    #[serde(default)]
+    pub unmask_groups: Vec<String>,
+}
+
+/// A column mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskKind {
+    /// A keyed hash: text becomes 32 hex digits, integers a hashed integer of the same width;
+    /// equal inputs give equal outputs, so joins on masked keys still work. Other types: NULL.
+    Hash,
+    /// NULL.
+    Redact,
+    /// Text keeps its last 4 characters, the rest become `*`. Other types: NULL.
+    Partial,
+}
+
+impl MaskKind {
+    /// The lowercase name, as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hash => "hash",
+            Self::Redact => "redact",
+            Self::Partial => "partial",
+        }
+    }
+}
+
+/// `audit` in `mesh.yaml`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditDoc {
+    /// File the JSON lines are appended to (relative to the mesh directory), or `-` for stdout.
+    pub file: String,
+}
+
+/// `access` in a product file.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessDoc {
+    /// Who may read the product: `group:NAME`, `user:NAME` or `*` (every authenticated principal).
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Row filters: members of `groups` (or `users`) see only rows matching `where`.
+    #[serde(default)]
+    pub row_filters: Vec<RowFilterDoc>,
+}
+
+/// A row filter.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowFilterDoc {
+    /// Groups the filter applies to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Principals the filter applies to.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Ports the filter applies to (default: every port with the columns it names).
+    #[serde(default)]
+    pub ports: Option<Vec<String>>,
+    /// A SQL boolean expression over the port's columns.
+    #[serde(rename = "where")]
+    #[schemars(with = "String")]
+    pub where_sql: Spanned<String>,
 }
 
 /// A named connection (`sources[]` in `mesh.yaml`).
@@ -146,6 +361,9 @@ pub struct ProductDoc {
     pub status: ProductStatus,
     /// Output ports: the SQL tables of the product.
     pub ports: Vec<PortDoc>,
+    /// Who may read the product, and row filters. Without it: `policies.default_access`.
+    #[serde(default)]
+    pub access: Option<AccessDoc>,
 }
 
 /// An output port (`ports[]` in a product file).

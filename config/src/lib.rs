@@ -17,6 +17,7 @@ mod load;
 mod model;
 mod schema;
 mod secrets;
+mod security;
 mod types;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
@@ -24,4 +25,5 @@ pub use load::{load_mesh, load_mesh_lenient, DOMAINS_DIR, MESH_FILE};
 pub use model::*;
 pub use schema::{mesh_schema_json, product_schema_json};
 pub use secrets::resolve_secrets;
+pub use security::{parse_token_hash, DEFAULT_SESSION_TTL_S};
 pub use types::{ColumnType, COLUMN_TYPE_NAMES};

@@ -10,6 +10,7 @@ use crate::doc::{MeshDoc, PortDoc, ProductDoc};
 use crate::error::{ConfigError, ConfigErrors, Origin};
 use crate::model::*;
 use crate::secrets::resolve_secrets;
+use crate::security;
 use crate::types::ColumnType;
 
 /// Name of the root file of a mesh directory.
@@ -52,7 +53,13 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
     let mut sources = BTreeMap::new();
     let mut mesh_name = String::new();
     let mut description = None;
+    let mut auth = Auth::default();
+    let mut policies = Policies::default();
+    let mut audit = None;
     if let Some(doc) = mesh_doc {
+        auth = security::build_auth(doc.auth, dir, &mesh_path, &mut errors);
+        policies = security::build_policies(doc.policies, dir, &mesh_path, &mut errors);
+        audit = security::build_audit(doc.audit, dir);
         mesh_name = doc.name;
         description = doc.description;
         for s in doc.sources {
@@ -196,6 +203,9 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
             root,
             sources,
             domains,
+            auth,
+            policies,
+            audit,
         },
         errors,
     )
@@ -247,7 +257,23 @@ fn build_product(
             ports.push(port);
         }
     }
+    let access = doc
+        .access
+        .map(|a| crate::security::build_access(a, file, errors));
+    if let Some(a) = &access {
+        for f in &a.row_filters {
+            for p in f.ports.iter().flatten() {
+                if !ports.iter().any(|x: &Port| x.name.as_str() == p) {
+                    errors.push(ConfigError::new(
+                        f.origin.clone(),
+                        format!("access.row_filters: `{p}` is not a port of this product"),
+                    ));
+                }
+            }
+        }
+    }
     Some(Product {
+        access,
         domain: domain?,
         name: name?,
         description: doc.description,

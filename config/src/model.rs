@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::doc::{OwnerDoc, ProductStatus};
+use crate::doc::{DefaultAccess, MaskKind, OwnerDoc, ProductStatus};
 use crate::error::Origin;
 use crate::types::ColumnType;
 
@@ -93,6 +93,182 @@ pub struct Mesh {
     pub sources: BTreeMap<SourceName, Source>,
     /// Domains by name, each with its products.
     pub domains: BTreeMap<DomainName, Domain>,
+    /// Authentication settings.
+    pub auth: Auth,
+    /// Mesh-wide policies.
+    pub policies: Policies,
+    /// Audit log destination (`None`: no audit log).
+    pub audit: Option<AuditTarget>,
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// Validated `auth`.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Password users.
+    pub users: Vec<User>,
+    /// Static tokens.
+    pub tokens: Vec<StaticToken>,
+    /// JWT settings.
+    pub jwt: Option<Jwt>,
+    /// Whether clients without credentials are accepted as `anonymous`.
+    pub anonymous: bool,
+    /// Groups allowed to run EXPLAIN.
+    pub admin_groups: Vec<String>,
+    /// Session token lifetime in seconds.
+    pub session_ttl_s: u64,
+    /// TLS on the endpoint.
+    pub tls: Option<Tls>,
+}
+
+/// A password user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Principal name.
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// A static bearer token.
+#[derive(Debug, Clone)]
+pub struct StaticToken {
+    /// Principal name.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// Validated `auth.jwt`.
+#[derive(Clone)]
+pub struct Jwt {
+    /// Required issuer.
+    pub issuer: String,
+    /// Required audience.
+    pub audience: String,
+    /// JWKS document (JSON text), read at load.
+    pub jwks_json: Option<String>,
+    /// HS256 secret. Never log it.
+    pub hs256_secret: Option<String>,
+    /// Groups claim.
+    pub groups_claim: String,
+    /// Principal claim.
+    pub principal_claim: String,
+    /// Accepted algorithms, upper case (`RS256`, ...).
+    pub algorithms: Vec<String>,
+    /// Leeway on exp/nbf in seconds.
+    pub leeway_s: u64,
+}
+
+impl fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwt")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validated `auth.tls`.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Certificate chain (PEM file).
+    pub cert_file: PathBuf,
+    /// Private key (PEM file).
+    pub key_file: PathBuf,
+    /// Client CA bundle: mutual TLS.
+    pub client_ca_file: Option<PathBuf>,
+    /// Whether a client certificate is required (with a CA).
+    pub require_client_cert: bool,
+    /// Groups by client certificate subject CN.
+    pub client_groups: BTreeMap<String, Vec<String>>,
+}
+
+/// Validated `policies`.
+#[derive(Clone, Default)]
+pub struct Policies {
+    /// Access to products without `access`.
+    pub default_access: DefaultAccess,
+    /// Masks by classification label.
+    pub classifications: BTreeMap<String, Classification>,
+    /// Key of the hash mask. Never log it.
+    pub hash_key: Option<String>,
+}
+
+impl fmt::Debug for Policies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policies")
+            .field("default_access", &self.default_access)
+            .field("classifications", &self.classifications)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A classification policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// Mask applied.
+    pub mask: MaskKind,
+    /// Groups that see clear values.
+    pub unmask_groups: Vec<String>,
+}
+
+/// Who a grant names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    /// Members of a group.
+    Group(String),
+    /// One principal.
+    User(String),
+    /// Every authenticated principal.
+    Everyone,
+}
+
+impl fmt::Display for Grantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Group(g) => write!(f, "group:{g}"),
+            Self::User(u) => write!(f, "user:{u}"),
+            Self::Everyone => f.write_str("*"),
+        }
+    }
+}
+
+/// Validated product `access`.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Who may read.
+    pub read: Vec<Grantee>,
+    /// Row filters.
+    pub row_filters: Vec<RowFilter>,
+}
+
+/// A row filter.
+#[derive(Debug, Clone)]
+pub struct RowFilter {
+    /// Groups it applies to.
+    pub groups: Vec<String>,
+    /// Principals it applies to.
+    pub users: Vec<String>,
+    /// Ports it applies to; `None`: every port with the columns it names.
+    pub ports: Option<Vec<String>>,
+    /// SQL boolean expression.
+    pub where_sql: String,
+    /// Where it is written.
+    pub origin: Origin,
 }
 
 impl Mesh {
@@ -164,6 +340,8 @@ pub struct Product {
     pub status: ProductStatus,
     /// Ports in file order.
     pub ports: Vec<Port>,
+    /// Access rules; `None`: `policies.default_access`.
+    pub access: Option<Access>,
     /// The product file.
     pub file: PathBuf,
 }

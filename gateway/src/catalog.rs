@@ -188,6 +188,11 @@ impl MeshCatalog {
         read(&self.ports).clone()
     }
 
+    /// One port, when it serves.
+    pub fn served_port(&self, key: &PortKey) -> Option<ServedPort> {
+        read(&self.ports).get(key).cloned()
+    }
+
     /// The ports that do not serve now, with the reason.
     pub fn unavailable(&self) -> BTreeMap<PortKey, GatewayError> {
         lock(&self.failed)

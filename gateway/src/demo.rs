@@ -42,7 +42,39 @@ pub const DEMO_FILES: &[(&str, &str)] = &[
         "domains/supply/catalog.yaml",
         include_str!("../../config/examples/demo/domains/supply/catalog.yaml"),
     ),
+    (
+        "secrets/mask.key",
+        include_str!("../../config/examples/demo/secrets/mask.key"),
+    ),
 ];
+
+/// The demo's principals: (name, password, what it shows). Their hashes are in the demo's
+/// mesh.yaml.
+pub const DEMO_USERS: &[(&str, &str, &str)] = &[
+    (
+        "platform",
+        "platform-pw",
+        "admin: reads everything in clear, may EXPLAIN",
+    ),
+    (
+        "analyst",
+        "analyst-pw",
+        "PII (names, addresses, phones) hashed, balances redacted",
+    ),
+    (
+        "pii_reader",
+        "pii-reader-pw",
+        "PII in clear, balances redacted",
+    ),
+    (
+        "emea_analyst",
+        "emea-pw",
+        "like analyst, and only European customers",
+    ),
+];
+
+/// The demo's static bearer token (principal `nightly-etl`: sales and supply, no customers).
+pub const DEMO_TOKEN: &str = "mgt_D3HvsyVqY7BbdVSDHQnbFYVjZBnsAB56Ji-JSKtUF2Q";
 
 const MARKER: &str = ".meshgate-demo-complete";
 const BATCH: usize = 8192;
@@ -313,6 +345,10 @@ fn chrono_date(days: i32) -> String {
 pub fn connect_help(addr: &std::net::SocketAddr) -> String {
     let host = addr.ip();
     let port = addr.port();
+    let users: String = DEMO_USERS
+        .iter()
+        .map(|(u, p, what)| format!("  {u:<13} password {p:<14} {what}\n"))
+        .collect();
     format!(
         r#"
 meshgate demo is serving Flight SQL on {addr}
@@ -322,9 +358,14 @@ Domains: sales (Parquet), customers (SQLite), supply (CSV). Tables are domain.pr
   customers.crm.customer, customers.crm.nation, customers.crm.region,
   supply.catalog.part, supply.catalog.supplier, supply.catalog.partsupp
 
+Demo users (Basic credentials; demo only):
+{users}  token for nightly-etl (Bearer): {DEMO_TOKEN}
+Every request is written to audit.log in the demo directory.
+
 Python (ADBC):  pip install adbc-driver-flightsql pyarrow
   import adbc_driver_flightsql.dbapi as flightsql
-  conn = flightsql.connect("grpc://{host}:{port}")
+  conn = flightsql.connect("grpc://{host}:{port}",
+                           db_kwargs={{"username": "analyst", "password": "analyst-pw"}})
   cur = conn.cursor()
   cur.execute("SELECT n.n_name, count(*) AS orders FROM sales.orders.orders o "
               "JOIN customers.crm.customer c ON o.o_custkey = c.c_custkey "
@@ -332,10 +373,10 @@ Python (ADBC):  pip install adbc-driver-flightsql pyarrow
   print(cur.fetch_arrow_table())
 
 JDBC (DBeaver, DataGrip, Tableau):
-  jdbc:arrow-flight-sql://{host}:{port}?useEncryption=false
+  jdbc:arrow-flight-sql://{host}:{port}?useEncryption=false&user=analyst&password=analyst-pw
 
 flight_sql_client (cargo install arrow-flight --features cli,flight-sql --bin flight_sql_client):
-  flight_sql_client --host {host} --port {port} statement-query "SELECT count(*) FROM sales.orders.lineitem"
+  flight_sql_client --host {host} --port {port} --username analyst --password analyst-pw statement-query "SELECT count(*) FROM sales.orders.lineitem"
 
 Press Ctrl-C to stop.
 "#

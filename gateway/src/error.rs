@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// Credentials missing or wrong. The message never says which.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Data broke the port's contract or its declared types.
     #[error("{0}")]
     ContractViolation(String),
@@ -72,6 +75,7 @@ impl From<GatewayError> for Status {
             GatewayError::Timeout(_) => Status::deadline_exceeded(msg),
             GatewayError::ResourceExhausted(_) => Status::resource_exhausted(msg),
             GatewayError::PermissionDenied(_) => Status::permission_denied(msg),
+            GatewayError::Unauthenticated(_) => Status::unauthenticated(msg),
             GatewayError::ContractViolation(_) => Status::failed_precondition(msg),
             GatewayError::Unimplemented(_) => Status::unimplemented(msg),
             GatewayError::Internal { .. } => Status::internal(msg),
@@ -162,6 +166,9 @@ fn classify_external(
             GatewayError::ContractViolation(m) => GatewayError::ContractViolation(m.clone()),
             GatewayError::Timeout(m) => GatewayError::Timeout(m.clone()),
             GatewayError::ResourceExhausted(m) => GatewayError::ResourceExhausted(m.clone()),
+            GatewayError::PermissionDenied(m) => GatewayError::PermissionDenied(m.clone()),
+            GatewayError::NotFound(m) => GatewayError::NotFound(m.clone()),
+            GatewayError::Unavailable(m) => GatewayError::Unavailable(m.clone()),
             other => GatewayError::internal(other),
         });
     }

@@ -7,6 +7,7 @@
 //! - [`catalog`]: ports opened into a read-only DataFusion catalog;
 //! - [`contract`]: port contracts enforced on every scan;
 //! - [`query`] and [`limits`]: read-only, budgeted planning and execution;
+//! - [`security`]: authentication, grants, masks and row filters, the audit log;
 //! - [`flight`]: the Flight SQL service;
 //! - [`server`]: wiring and serving; [`demo`]: the TPC-H demo mesh.
 //!
@@ -35,5 +36,6 @@ pub mod error;
 pub mod flight;
 pub mod limits;
 pub mod query;
+pub mod security;
 pub mod server;
 pub mod source_reads;

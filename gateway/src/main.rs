@@ -1,4 +1,4 @@
-//! The `meshgate` command line: serve, validate, demo.
+//! The `meshgate` command line: serve, validate, demo, hash-password, new-token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +47,10 @@ struct ServeArgs {
     /// it each process signs with a random key.
     #[arg(long, env = "MESHGATE_TICKET_KEY_FILE")]
     ticket_key_file: Option<PathBuf>,
+    /// Write the audit log (one JSON line per request) to this file, or `-` for stdout;
+    /// overrides `audit.file` of mesh.yaml.
+    #[arg(long, env = "MESHGATE_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +78,16 @@ enum Command {
         scale: f64,
         #[command(flatten)]
         serve: ServeArgs,
+    },
+    /// Print the argon2id hash of a password read from standard input (first line), for
+    /// `auth.users[].password_hash`. Example: `printf '%s' "$PW" | meshgate hash-password`.
+    HashPassword,
+    /// Print a new random bearer token and its `sha256:` hash for `auth.tokens[].token_hash`.
+    /// Give the token to the client; put only the hash in mesh.yaml.
+    NewToken {
+        /// Principal name for the printed mesh.yaml entry.
+        #[arg(long, default_value = "my-pipeline")]
+        name: String,
     },
 }
 
@@ -112,6 +126,13 @@ fn options(args: &ServeArgs) -> Result<GatewayOptions, GatewayError> {
             )));
         }
         o.flight.ticket_secret = Some(secret);
+    }
+    if let Some(path) = &args.audit_log {
+        o.flight.audit = Some(if path.as_os_str() == "-" {
+            meshgate_config::AuditTarget::Stdout
+        } else {
+            meshgate_config::AuditTarget::File(path.clone())
+        });
     }
     Ok(o)
 }
@@ -194,6 +215,39 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::HashPassword => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("error: cannot read the password from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                eprintln!("error: empty password; pipe it in: printf '%s' \"$PW\" | meshgate hash-password");
+                return ExitCode::FAILURE;
+            }
+            return match meshgate::security::authn::hash_password(password) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::NewToken { name } => {
+            let (token, hash) = meshgate::security::authn::new_token();
+            println!("token: {token}");
+            println!("token_hash: {hash}");
+            eprintln!(
+                "# give the token to the client (Authorization: Bearer <token>); in mesh.yaml:\n\
+                 # auth:\n#   tokens:\n#     - {{ name: {name}, token_hash: \"{hash}\", groups: [] }}"
+            );
+            return ExitCode::SUCCESS;
+        }
         Command::Validate { dir } => {
             return match load_and_check(&dir, &default_registry()) {
                 Ok(mesh) => {

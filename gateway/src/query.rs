@@ -1,6 +1,6 @@
 //! Planning and running SQL against the mesh: read-only, budgeted, on big-stack threads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
@@ -25,12 +25,62 @@ use tokio::sync::Semaphore;
 
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
-use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule};
+use datafusion_federation::{FederatedPlanNode, FederatedPlanner, FederationOptimizerRule};
 
 use crate::catalog::MeshCatalog;
 use crate::error::GatewayError;
 use crate::limits::{check_amplifying_functions, SqlLimits};
+use crate::security::policy::{PolicyBarrierPlanner, PolicySet, PrincipalCatalogList};
+use crate::security::Principal;
 use crate::source_reads::CountSourceReads;
+
+/// Physical planning with the extension nodes of federation and of policies.
+#[derive(Debug)]
+struct MeshQueryPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for MeshQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+        DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(FederatedPlanner::new()),
+            Arc::new(PolicyBarrierPlanner),
+        ])
+        .create_physical_plan(logical_plan, session)
+        .await
+    }
+}
+
+/// The ports a plan reads (`domain.product.port`) with the columns it reads of each;
+/// federated sub-plans included.
+pub fn port_reads(plan: &LogicalPlan) -> BTreeMap<String, BTreeSet<String>> {
+    fn walk(plan: &LogicalPlan, out: &mut BTreeMap<String, BTreeSet<String>>) {
+        let _ = plan.apply_with_subqueries(|p| {
+            match p {
+                LogicalPlan::TableScan(scan) => {
+                    let cols = out.entry(scan.table_name.to_string()).or_default();
+                    for f in scan.projected_schema.fields() {
+                        cols.insert(f.name().clone());
+                    }
+                }
+                LogicalPlan::Extension(ext) => {
+                    if let Some(f) = ext.node.as_any().downcast_ref::<FederatedPlanNode>() {
+                        walk(f.plan(), out);
+                    }
+                }
+                _ => {}
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        });
+    }
+    let mut out = BTreeMap::new();
+    walk(plan, &mut out);
+    out
+}
 
 /// A planned query, ready to execute.
 #[derive(Debug)]
@@ -41,6 +91,8 @@ pub struct PlannedQuery {
     pub wire_schema: SchemaRef,
     /// The task context to execute it with.
     pub task_ctx: Arc<TaskContext>,
+    /// The ports read and their columns, after policy rewriting and optimization.
+    pub reads: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// What a prepared statement looks like before execution.
@@ -56,6 +108,7 @@ pub struct Described {
 #[derive(Debug)]
 pub struct QueryEngine {
     catalog: Arc<MeshCatalog>,
+    policy: Arc<PolicySet>,
     template: SessionState,
     limits: SqlLimits,
     planners: Arc<Semaphore>,
@@ -89,7 +142,7 @@ pub fn build_session_state(
         // Sub-plans that touch only one SQL source (or several with the same server and
         // credentials) are cut out and sent to it as one statement.
         .with_optimizer_rules(optimizer_rules())
-        .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
+        .with_query_planner(Arc::new(MeshQueryPlanner))
         .with_physical_optimizer_rules(physical_rules)
         .with_table_functions(HashMap::new())
         .with_table_factories(HashMap::new())
@@ -132,7 +185,9 @@ impl QueryEngine {
         limits: SqlLimits,
     ) -> Self {
         let template = build_session_state(session_config(target_partitions), runtime, &catalog);
+        let policy = Arc::new(PolicySet::new(Arc::clone(&catalog.mesh)));
         Self {
+            policy,
             catalog,
             template,
             limits,
@@ -143,6 +198,25 @@ impl QueryEngine {
     /// The catalog served.
     pub fn catalog(&self) -> &Arc<MeshCatalog> {
         &self.catalog
+    }
+
+    /// The policies in force.
+    pub fn policy(&self) -> &Arc<PolicySet> {
+        &self.policy
+    }
+
+    /// A session for one request of `principal`: it sees only what it may read, through
+    /// its policies.
+    pub fn session_for(&self, principal: &Arc<Principal>) -> SessionState {
+        let list = PrincipalCatalogList::new(
+            Arc::clone(&self.catalog),
+            Arc::clone(&self.policy),
+            Arc::clone(principal),
+            self.template.clone(),
+        );
+        SessionStateBuilder::new_from_existing(self.template.clone())
+            .with_catalog_list(Arc::new(list))
+            .build()
     }
 
     /// The limits in force.
@@ -183,15 +257,28 @@ impl QueryEngine {
     }
 
     /// Parses, checks and plans `sql` to a logical plan (parameters unbound).
-    async fn logical_plan(&self, sql: &str) -> Result<(SessionState, LogicalPlan), GatewayError> {
+    async fn logical_plan(
+        &self,
+        sql: &str,
+        principal: &Arc<Principal>,
+    ) -> Result<(SessionState, LogicalPlan), GatewayError> {
         self.limits.check_text(sql)?;
         let sql = sql.to_string();
         let limits = self.limits.clone();
-        let state = self.session();
+        let state = self.session_for(principal);
         let catalog = Arc::clone(&self.catalog);
+        let policy = Arc::clone(&self.policy);
+        let principal = Arc::clone(principal);
         self.on_planner(move |handle| {
             let statement = parse_one(&sql, &limits)?;
-            check_tables(&state, &catalog, &statement, &handle)?;
+            if is_explain(&statement) && !principal.admin {
+                return Err(GatewayError::PermissionDenied(
+                    "EXPLAIN is reserved to the admin groups (auth.admin_groups): plans show \
+                     policy predicates and masks"
+                        .into(),
+                ));
+            }
+            check_tables(&state, &catalog, &policy, &principal, &statement, &handle)?;
             let plan = handle.block_on(state.statement_to_plan(statement))?;
             sql_options().verify_plan(&plan).map_err(|e| {
                 GatewayError::Rejected(format!(
@@ -204,8 +291,12 @@ impl QueryEngine {
     }
 
     /// Describes a statement for CreatePreparedStatement.
-    pub async fn describe(&self, sql: &str) -> Result<Described, GatewayError> {
-        let (_, plan) = self.logical_plan(sql).await?;
+    pub async fn describe(
+        &self,
+        sql: &str,
+        principal: &Arc<Principal>,
+    ) -> Result<Described, GatewayError> {
+        let (_, plan) = self.logical_plan(sql, principal).await?;
         let mut params: Vec<(String, Option<DataType>)> =
             plan.get_parameter_types()?.into_iter().collect();
         params.sort_by_key(|(name, _)| {
@@ -230,17 +321,25 @@ impl QueryEngine {
         &self,
         sql: &str,
         params: Vec<ScalarValue>,
+        principal: &Arc<Principal>,
     ) -> Result<PlannedQuery, GatewayError> {
-        let (state, plan) = self.logical_plan(sql).await?;
+        let (state, plan) = self.logical_plan(sql, principal).await?;
         self.on_planner(move |handle| {
             let plan = bind_params(plan, params)?;
             check_amplifying_functions(&plan)?;
             let wire = wire_schema(plan.schema().as_arrow());
-            let physical = handle.block_on(state.create_physical_plan(&plan))?;
+            let optimized = state.optimize(&plan)?;
+            let reads = port_reads(&optimized);
+            let physical = handle.block_on(
+                state
+                    .query_planner()
+                    .create_physical_plan(&optimized, &state),
+            )?;
             Ok(PlannedQuery {
                 plan: physical,
                 wire_schema: wire,
                 task_ctx: state.task_ctx(),
+                reads,
             })
         })
         .await
@@ -316,6 +415,14 @@ fn parse_one(sql: &str, limits: &SqlLimits) -> Result<DFStatement, GatewayError>
     Ok(statement)
 }
 
+fn is_explain(s: &DFStatement) -> bool {
+    match s {
+        DFStatement::Explain(_) => true,
+        DFStatement::Statement(inner) => matches!(inner.as_ref(), Statement::Explain { .. }),
+        _ => false,
+    }
+}
+
 fn rejected(s: &DFStatement) -> GatewayError {
     let kind = match s {
         DFStatement::CreateExternalTable(_) => "CREATE EXTERNAL TABLE",
@@ -359,6 +466,8 @@ fn number_question_marks(stmt: &mut Statement) {
 fn check_tables(
     state: &SessionState,
     catalog: &MeshCatalog,
+    policy: &PolicySet,
+    principal: &Principal,
     stmt: &DFStatement,
     handle: &tokio::runtime::Handle,
 ) -> Result<(), GatewayError> {
@@ -369,6 +478,10 @@ fn check_tables(
             full.schema.to_string(),
             full.table.to_string(),
         );
+        let declared = catalog.mesh.port(&key.0, &key.1, &key.2).is_some();
+        if declared && !policy.can_read_names(principal, &key.0, &key.1) {
+            return Err(policy.denied(&key.0, &key.1));
+        }
         // A port whose source was down is tried again here, so it serves once it is back.
         match handle.block_on(catalog.ensure_port(&key)) {
             Ok(true) => continue,
@@ -380,10 +493,13 @@ fn check_tables(
                 )))
             }
         }
-        return Err(GatewayError::NotFound(unknown_table_message(
-            &r,
-            &catalog.all_port_names(),
-        )));
+        let readable: Vec<String> = catalog
+            .mesh
+            .ports()
+            .filter(|(_, p, _)| policy.can_read(principal, p))
+            .map(|(d, p, t)| format!("{}.{}.{}", d.name, p.name, t.name))
+            .collect();
+        return Err(GatewayError::NotFound(unknown_table_message(&r, &readable)));
     }
     Ok(())
 }

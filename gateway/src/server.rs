@@ -90,7 +90,7 @@ pub async fn service_for_dir(
     let mesh =
         load_and_check(dir, registry).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let engine = build_engine(mesh, registry, opts).await?;
-    Ok(MeshFlightSqlService::new(engine, opts.flight.clone(), exec))
+    MeshFlightSqlService::new(engine, opts.flight.clone(), exec)
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves; running streams are given a
@@ -100,10 +100,17 @@ pub async fn serve(
     service: MeshFlightSqlService,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
+    let tls = service.engine().catalog().mesh.auth.tls.clone();
     let svc = FlightServiceServer::new(service)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder
+            .tls_config(tls_config(tls)?)
+            .map_err(|e| GatewayError::BadRequest(format!("invalid TLS settings: {e}")))?;
+    }
+    builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -112,6 +119,28 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| GatewayError::Unavailable(format!("the Flight SQL server stopped: {e}")))
+}
+
+/// The TLS settings of `auth.tls`: the gateway's certificate, and with `client_ca_file`
+/// mutual TLS (client certificates verified against that CA; required unless
+/// `require_client_cert: false`).
+pub fn tls_config(
+    tls: &meshgate_config::Tls,
+) -> Result<tonic::transport::ServerTlsConfig, GatewayError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| {
+            GatewayError::BadRequest(format!("auth.tls: cannot read {}: {e}", p.display()))
+        })
+    };
+    let identity = Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?);
+    let mut cfg = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca_file {
+        cfg = cfg
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(!tls.require_client_cert);
+    }
+    Ok(cfg)
 }
 
 /// Binds `addr` (port 0 picks a free port) and returns the listener with its real address.

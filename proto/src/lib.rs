@@ -6,7 +6,7 @@
 //! ```
 //! use meshgate_proto::v1::StatementTicket;
 //! use prost::Message;
-//! let t = StatementTicket { sql: "SELECT 1".into(), parameters: vec![], issued_at_ms: 0 };
+//! let t = StatementTicket { sql: "SELECT 1".into(), parameters: vec![], issued_at_ms: 0, principal: "alice".into() };
 //! assert_eq!(StatementTicket::decode(t.encode_to_vec().as_slice()).unwrap(), t);
 //! ```
 

@@ -13,7 +13,7 @@ from normalize import assert_same_rows
 
 @pytest.fixture(scope="module")
 def conn(gateway):
-    c = flightsql.connect(gateway["uri"], db_kwargs={"username": "analyst", "password": "pw"})
+    c = flightsql.connect(gateway["uri"], db_kwargs={"username": "platform", "password": "platform-pw"})
     yield c
     c.close()
 

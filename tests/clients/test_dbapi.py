@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, inspect, text
 
 def client(gateway):
     host, port = gateway["addr"].rsplit(":", 1)
-    return FlightSQLClient(host=host, port=int(port), insecure=True, user="analyst", password="pw")
+    return FlightSQLClient(host=host, port=int(port), insecure=True, user="platform", password="platform-pw")
 
 
 def test_dbapi_query_and_parameters(gateway):
@@ -24,7 +24,7 @@ def test_dbapi_query_and_parameters(gateway):
 
 
 def test_sqlalchemy_engine_and_inspector(gateway):
-    engine = create_engine(f"datafusion+flightsql://analyst:pw@{gateway['addr']}?insecure=true")
+    engine = create_engine(f"datafusion+flightsql://platform:platform-pw@{gateway['addr']}?insecure=true")
     with engine.connect() as c:
         rows = c.execute(
             text(

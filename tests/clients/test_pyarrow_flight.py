@@ -23,7 +23,7 @@ def client(gateway):
 
 
 def bearer_options(client):
-    header = client.authenticate_basic_token("analyst", "pw")
+    header = client.authenticate_basic_token("platform", "platform-pw")
     assert header[0] == b"authorization"
     assert header[1].startswith(b"Bearer ")
     return fl.FlightCallOptions(headers=[header])

@@ -593,7 +593,7 @@ pub fn sql_mesh_dir(pg: &DbAddress, my: &DbAddress, federation: bool) -> tempfil
             "apiVersion: meshgate/v1
 kind: Mesh
 name: tpch-sql
-sources:
+{auth}sources:
   - name: sales_lake
     kind: files
     options: {{ url: \"file://{lake}/\" }}
@@ -607,6 +607,7 @@ sources:
     options: {{ host: \"{mh}\", port: {mp}, database: \"{md}\", user: \"{mu}\", password: {{ file: secrets/my }}, statement_timeout_ms: 60000 }}
 ",
             lake = demo.join("data/sales").display(),
+            auth = crate::admin_auth_yaml(),
             ph = pg.host,
             pp = pg.port,
             pd = pg.database,

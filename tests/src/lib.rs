@@ -76,12 +76,55 @@ pub fn demo_dir() -> PathBuf {
     .to_path_buf()
 }
 
+/// `auth` and `policies` for test meshes: user `platform` (password `platform-pw`, group
+/// `admins`, so it may EXPLAIN; the harness logs in with it) and every product readable.
+pub fn admin_auth_yaml() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash =
+        HASH.get_or_init(|| meshgate::security::authn::hash_password("platform-pw").expect("hash"));
+    format!(
+        "auth:\n  users:\n    - {{ name: platform, password_hash: \"{hash}\", groups: [admins, analysts] }}\npolicies: {{ default_access: allow }}\n"
+    )
+}
+
 /// A gateway serving a mesh directory on 127.0.0.1, port chosen by the OS.
 #[derive(Debug)]
 pub struct TestGateway {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Basic credentials the clients use: the demo's `platform` user when the mesh declares
+    /// it, none otherwise (test meshes allow anonymous access).
+    pub credentials: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A raw Flight client that sends Basic credentials on every call.
+pub type RawClient = arrow_flight::flight_service_client::FlightServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, BasicAuth>,
+>;
+
+/// Adds an `authorization: Basic ...` header to every call (none when empty).
+#[derive(Debug, Clone)]
+pub struct BasicAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl BasicAuth {
+    /// Credentials for `user`/`password`.
+    pub fn new(creds: Option<&(String, String)>) -> Self {
+        use base64::Engine;
+        Self(creds.map(|(u, p)| {
+            let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            format!("Basic {b}").parse().expect("header")
+        }))
+    }
+}
+
+impl tonic::service::Interceptor for BasicAuth {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(r)
+    }
 }
 
 impl TestGateway {
@@ -92,6 +135,10 @@ impl TestGateway {
 
     /// Starts a gateway over `dir` with `opts`.
     pub async fn start_with(dir: &Path, opts: GatewayOptions) -> Self {
+        let credentials = meshgate_config::load_mesh(dir)
+            .ok()
+            .filter(|m| m.auth.users.iter().any(|u| u.name == "platform"))
+            .map(|_| ("platform".to_string(), "platform-pw".to_string()));
         let service = service_for_dir(
             dir,
             &default_registry(),
@@ -112,20 +159,22 @@ impl TestGateway {
         });
         Self {
             addr,
+            credentials,
             shutdown: Some(tx),
         }
     }
 
     /// A plain Flight client (no Flight SQL layer), for raw protocol tests.
-    pub async fn raw_client(
-        &self,
-    ) -> arrow_flight::flight_service_client::FlightServiceClient<Channel> {
+    pub async fn raw_client(&self) -> RawClient {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
             .expect("url")
             .connect()
             .await
             .expect("connect");
-        arrow_flight::flight_service_client::FlightServiceClient::new(channel)
+        arrow_flight::flight_service_client::FlightServiceClient::with_interceptor(
+            channel,
+            BasicAuth::new(self.credentials.as_ref()),
+        )
     }
 
     /// A Flight SQL client that did a handshake.
@@ -136,7 +185,9 @@ impl TestGateway {
             .await
             .expect("connect");
         let mut c = FlightSqlServiceClient::new(channel);
-        c.handshake("tester", "secret").await.expect("handshake");
+        if let Some((u, p)) = &self.credentials {
+            c.handshake(u, p).await.expect("handshake");
+        }
         c
     }
 }

@@ -20,10 +20,15 @@ use crate::query::wire_schema;
 /// The only table type served: every port is a table.
 pub const TABLE_TYPE: &str = "TABLE";
 
-pub(crate) fn catalogs(catalog: &MeshCatalog) -> Result<RecordBatch, GatewayError> {
+/// Whether the caller may read product `(domain, product)`: listings show only those.
+pub(crate) type Readable<'a> = &'a dyn Fn(&str, &str) -> bool;
+
+pub(crate) fn catalogs(catalog: &MeshCatalog, can: Readable) -> Result<RecordBatch, GatewayError> {
     let mut b = CommandGetCatalogs {}.into_builder();
-    for d in catalog.mesh.domains.keys() {
-        b.append(d.as_str());
+    for d in catalog.mesh.domains.values() {
+        if d.products.keys().any(|p| can(d.name.as_str(), p.as_str())) {
+            b.append(d.name.as_str());
+        }
     }
     Ok(b.build()?)
 }
@@ -31,10 +36,14 @@ pub(crate) fn catalogs(catalog: &MeshCatalog) -> Result<RecordBatch, GatewayErro
 pub(crate) fn schemas(
     catalog: &MeshCatalog,
     cmd: CommandGetDbSchemas,
+    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
     let mut b = cmd.into_builder();
     for d in catalog.mesh.domains.values() {
         for p in d.products.keys() {
+            if !can(d.name.as_str(), p.as_str()) {
+                continue;
+            }
             b.append(d.name.as_str(), p.as_str());
         }
     }
@@ -44,9 +53,13 @@ pub(crate) fn schemas(
 pub(crate) fn tables(
     catalog: &MeshCatalog,
     cmd: CommandGetTables,
+    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
     let mut b: GetTablesBuilder = cmd.into_builder();
     for ((d, p, t), port) in &catalog.served() {
+        if !can(d, p) {
+            continue;
+        }
         let schema = wire_schema(&port.table.schema());
         b.append(d, p, t, TABLE_TYPE, &schema)?;
     }
@@ -95,6 +108,7 @@ fn matches(filter: &Option<String>, value: &str) -> bool {
 pub(crate) fn primary_keys(
     catalog: &MeshCatalog,
     cmd: &CommandGetPrimaryKeys,
+    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
     let (mut c, mut s, mut t, mut col, mut name, mut seq) = (
         StringBuilder::new(),
@@ -108,6 +122,7 @@ pub(crate) fn primary_keys(
         if !matches(&cmd.catalog, d.name.as_str())
             || !matches(&cmd.db_schema, p.name.as_str())
             || cmd.table != port.name.as_str()
+            || !can(d.name.as_str(), p.name.as_str())
         {
             continue;
         }
@@ -139,10 +154,16 @@ struct FkRow {
     name: String,
 }
 
-fn all_foreign_keys(catalog: &MeshCatalog) -> Vec<FkRow> {
+fn all_foreign_keys(catalog: &MeshCatalog, can: Readable) -> Vec<FkRow> {
     let mut rows = Vec::new();
     for (d, p, port) in catalog.mesh.ports() {
+        if !can(d.name.as_str(), p.name.as_str()) {
+            continue;
+        }
         for (n, fk) in port.foreign_keys.iter().enumerate() {
+            if !can(fk.references.0.as_str(), fk.references.1.as_str()) {
+                continue;
+            }
             for (i, (fc, pc)) in fk.columns.iter().zip(&fk.referenced_columns).enumerate() {
                 rows.push(FkRow {
                     pk: (
@@ -215,8 +236,9 @@ fn side_matches(
 pub(crate) fn imported_keys(
     catalog: &MeshCatalog,
     cmd: &CommandGetImportedKeys,
+    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
-    let rows = all_foreign_keys(catalog)
+    let rows = all_foreign_keys(catalog, can)
         .into_iter()
         .filter(|r| side_matches(&r.fk, &cmd.catalog, &cmd.db_schema, &cmd.table))
         .collect();
@@ -226,8 +248,9 @@ pub(crate) fn imported_keys(
 pub(crate) fn exported_keys(
     catalog: &MeshCatalog,
     cmd: &CommandGetExportedKeys,
+    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
-    let rows = all_foreign_keys(catalog)
+    let rows = all_foreign_keys(catalog, can)
         .into_iter()
         .filter(|r| side_matches(&r.pk, &cmd.catalog, &cmd.db_schema, &cmd.table))
         .collect();
@@ -237,8 +260,9 @@ pub(crate) fn exported_keys(
 pub(crate) fn cross_reference(
     catalog: &MeshCatalog,
     cmd: &CommandGetCrossReference,
+    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
-    let rows = all_foreign_keys(catalog)
+    let rows = all_foreign_keys(catalog, can)
         .into_iter()
         .filter(|r| {
             side_matches(&r.pk, &cmd.pk_catalog, &cmd.pk_db_schema, &cmd.pk_table)

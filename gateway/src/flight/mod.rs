@@ -6,9 +6,10 @@ mod prepared;
 mod sql_info;
 pub mod tickets;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -40,6 +41,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::GatewayError;
 use crate::query::{execute, params_from_batch, QueryEngine};
+use crate::security::audit::{code_name, AuditLog, AuditRecord};
+use crate::security::authn::{Authenticator, Credentials};
+use crate::security::cert::subject_cn;
+use crate::security::Principal;
 use crate::source_reads::{format_source_reads, source_reads};
 use prepared::PreparedStore;
 use tickets::{now_ms, BlobKind, TicketSigner};
@@ -60,6 +65,8 @@ pub struct FlightSettings {
     pub prepared_ttl: Duration,
     /// Most open prepared statements.
     pub max_prepared: usize,
+    /// Audit log destination overriding the mesh's `audit` (the `--audit-log` flag).
+    pub audit: Option<meshgate_config::AuditTarget>,
 }
 
 impl Default for FlightSettings {
@@ -70,6 +77,7 @@ impl Default for FlightSettings {
             ticket_secret: None,
             prepared_ttl: Duration::from_secs(1800),
             max_prepared: 10_000,
+            audit: None,
         }
     }
 }
@@ -77,6 +85,8 @@ impl Default for FlightSettings {
 /// Shared state of the service.
 struct State {
     engine: RwLock<Arc<QueryEngine>>,
+    authn: RwLock<Arc<Authenticator>>,
+    audit: AuditLog,
     signer: TicketSigner,
     prepared: PreparedStore,
     sql_info: SqlInfoData,
@@ -91,6 +101,52 @@ impl std::fmt::Debug for State {
             .field("settings", &self.settings)
             .field("prepared", &self.prepared)
             .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated call: who, from where, since when.
+#[derive(Debug, Clone)]
+struct Caller {
+    principal: Arc<Principal>,
+    client: Option<String>,
+    started: Instant,
+}
+
+/// What a finished call did, for its audit record.
+#[derive(Debug, Default)]
+struct Outcome {
+    sql: Option<String>,
+    ports: BTreeMap<String, BTreeSet<String>>,
+    rows: u64,
+    bytes: u64,
+}
+
+impl State {
+    fn record(&self, caller: &Caller, rpc: &str, outcome: Outcome, status: Option<&Status>) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let denied = status.is_some_and(|s| {
+            matches!(
+                s.code(),
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+            )
+        });
+        self.audit.write(AuditRecord {
+            principal: Some(caller.principal.name.clone()),
+            auth_method: Some(caller.principal.method.as_str()),
+            client: caller.client.clone(),
+            rpc: rpc.to_string(),
+            sql: outcome.sql,
+            ports: outcome.ports,
+            decision: if denied { "deny" } else { "allow" },
+            status: status.map_or_else(|| "Ok".to_string(), |s| code_name(s.code())),
+            error: status.map(|s| s.message().to_string()),
+            rows: outcome.rows,
+            bytes: outcome.bytes,
+            duration_ms: caller.started.elapsed().as_millis() as u64,
+            ..AuditRecord::default()
+        });
     }
 }
 
@@ -130,29 +186,61 @@ fn batch_from_ipc(bytes: &[u8]) -> Result<Option<RecordBatch>, GatewayError> {
         .map_err(|e| GatewayError::BadRequest(format!("invalid parameters in ticket: {e}")))
 }
 
+fn credentials<T>(request: &Request<T>) -> Credentials {
+    Credentials {
+        authorization: request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        client_cn: request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| subject_cn(c.as_ref()))),
+    }
+}
+
+fn not_yours(what: &str) -> GatewayError {
+    GatewayError::PermissionDenied(format!(
+        "this {what} was issued to another principal; run the statement yourself"
+    ))
+}
+
 impl MeshFlightSqlService {
     /// A service over `engine`; queries execute on `exec` (a runtime apart from gRPC I/O).
     pub fn new(
         engine: Arc<QueryEngine>,
         settings: FlightSettings,
         exec: tokio::runtime::Handle,
-    ) -> Self {
+    ) -> Result<Self, GatewayError> {
         let session = engine.session();
+        let signer = match &settings.ticket_secret {
+            Some(secret) => TicketSigner::from_secret(secret, settings.ticket_ttl),
+            None => TicketSigner::random(settings.ticket_ttl),
+        };
+        let mesh = Arc::clone(&engine.catalog().mesh);
+        let authn = Authenticator::new(&mesh.auth, signer.clone())
+            .map_err(|e| GatewayError::BadRequest(format!("invalid auth settings: {e}")))?;
+        if !authn.accepts_anyone() {
+            tracing::warn!("mesh.yaml declares no users, tokens, JWT issuer, client CA or anonymous access: every request will be refused");
+        }
+        let audit_target = settings.audit.clone().or_else(|| mesh.audit.clone());
+        let audit = AuditLog::open(audit_target.as_ref()).map_err(|e| {
+            GatewayError::Unavailable(format!("cannot open the audit log {audit_target:?}: {e}"))
+        })?;
         let state = State {
             sql_info: sql_info::sql_info_data(&session),
             xdbc: sql_info::xdbc_type_info_data(),
             engine: RwLock::new(engine),
-            signer: match &settings.ticket_secret {
-                Some(secret) => TicketSigner::from_secret(secret, settings.ticket_ttl),
-                None => TicketSigner::random(settings.ticket_ttl),
-            },
+            authn: RwLock::new(Arc::new(authn)),
+            audit,
+            signer,
             prepared: PreparedStore::new(settings.prepared_ttl, settings.max_prepared),
             settings,
             exec,
         };
-        Self {
+        Ok(Self {
             state: Arc::new(state),
-        }
+        })
     }
 
     /// The engine serving now.
@@ -160,9 +248,69 @@ impl MeshFlightSqlService {
         Arc::clone(&self.state.engine.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Swaps in a new engine; running queries keep the one they started with.
-    pub fn replace_engine(&self, engine: Arc<QueryEngine>) {
+    fn authn(&self) -> Arc<Authenticator> {
+        Arc::clone(&self.state.authn.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Swaps in a new engine (and the authentication settings of its mesh); running queries
+    /// keep the one they started with.
+    pub fn replace_engine(&self, engine: Arc<QueryEngine>) -> Result<(), GatewayError> {
+        let authn = Authenticator::new(&engine.catalog().mesh.auth, self.state.signer.clone())
+            .map_err(|e| GatewayError::BadRequest(format!("invalid auth settings: {e}")))?;
+        *self.state.authn.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(authn);
         *self.state.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
+        Ok(())
+    }
+
+    /// Authenticates a call. Failures answer `Unauthenticated` without detail; the reason
+    /// goes to the log and the audit log.
+    fn caller<T>(&self, request: &Request<T>, rpc: &str) -> Result<Caller, Status> {
+        let client = request.remote_addr().map(|a| a.to_string());
+        let started = Instant::now();
+        match self.authn().authenticate(&credentials(request)) {
+            Ok(p) => Ok(Caller {
+                principal: Arc::new(p),
+                client,
+                started,
+            }),
+            Err(reason) => {
+                tracing::warn!(rpc, client = ?client, reason = %reason, "authentication failed");
+                let status = Status::unauthenticated(
+                    "authentication failed: send valid credentials (Basic user:password, or a Bearer token)",
+                );
+                self.state.audit.write(AuditRecord {
+                    client,
+                    rpc: rpc.to_string(),
+                    decision: "deny",
+                    status: code_name(status.code()),
+                    error: Some(status.message().to_string()),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    ..AuditRecord::default()
+                });
+                Err(status)
+            }
+        }
+    }
+
+    /// Writes the audit record of a finished call and passes its result on.
+    fn finish<T>(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        outcome: Outcome,
+        result: Result<T, GatewayError>,
+    ) -> Result<T, Status> {
+        match result {
+            Ok(v) => {
+                self.state.record(caller, rpc, outcome, None);
+                Ok(v)
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                self.state.record(caller, rpc, outcome, Some(&status));
+                Err(status)
+            }
+        }
     }
 
     fn flight_info(
@@ -186,13 +334,34 @@ impl MeshFlightSqlService {
         cmd: impl ProstMessageExt,
         schema: SchemaRef,
         request: Request<FlightDescriptor>,
+        rpc: &str,
     ) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request, rpc)?;
         let ticket = cmd.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(
-            &schema,
-            ticket,
-            request.into_inner(),
-        )?))
+        let info = self.flight_info(&schema, ticket, request.into_inner());
+        self.finish(&caller, rpc, Outcome::default(), info)
+            .map(Response::new)
+    }
+
+    /// Streams one metadata batch to an authenticated caller, with its audit record.
+    fn metadata_batch<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &str,
+        build: impl FnOnce(&QueryEngine, &Principal) -> Result<RecordBatch, GatewayError>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let caller = self.caller(request, rpc)?;
+        let engine = self.engine();
+        let batch = build(&engine, &caller.principal);
+        let outcome = Outcome {
+            rows: batch.as_ref().map_or(0, |b| b.num_rows() as u64),
+            bytes: batch
+                .as_ref()
+                .map_or(0, |b| b.get_array_memory_size() as u64),
+            ..Outcome::default()
+        };
+        let batch = self.finish(&caller, rpc, outcome, batch)?;
+        Ok(self.stream_batch(batch))
     }
 
     fn stream_batch(&self, batch: RecordBatch) -> Response<DoGetStream> {
@@ -205,18 +374,21 @@ impl MeshFlightSqlService {
         Response::new(Box::pin(stream))
     }
 
-    /// Plans `sql` with `params` and signs a ticket for it.
+    /// Plans `sql` with `params` for `caller` and signs a ticket bound to it.
     async fn statement_info(
         &self,
+        caller: &Caller,
         sql: &str,
         params: Option<RecordBatch>,
         descriptor: FlightDescriptor,
+        outcome: &mut Outcome,
     ) -> Result<FlightInfo, GatewayError> {
         let values = match &params {
             Some(b) => params_from_batch(b)?,
             None => vec![],
         };
-        let planned = self.engine().plan(sql, values).await?;
+        let planned = self.engine().plan(sql, values, &caller.principal).await?;
+        outcome.ports = planned.reads.clone();
         let ticket = StatementTicket {
             sql: sql.to_string(),
             parameters: match &params {
@@ -224,6 +396,7 @@ impl MeshFlightSqlService {
                 None => vec![],
             },
             issued_at_ms: now_ms(),
+            principal: caller.principal.name.clone(),
         };
         let handle = self.state.signer.sign(BlobKind::Ticket, &ticket);
         let ticket = TicketStatementQuery {
@@ -235,22 +408,37 @@ impl MeshFlightSqlService {
     }
 
     /// Plans and streams a query; execution runs on the execution runtime and stops when the
-    /// client drops the stream.
+    /// client drops the stream. The audit record is written when the stream ends.
     async fn run(
         &self,
+        caller: Caller,
+        rpc: &'static str,
         sql: &str,
         params: Option<RecordBatch>,
-    ) -> Result<Response<DoGetStream>, GatewayError> {
+    ) -> Result<Response<DoGetStream>, Status> {
         let values = match &params {
-            Some(b) => params_from_batch(b)?,
-            None => vec![],
+            Some(b) => params_from_batch(b),
+            None => Ok(vec![]),
         };
-        let started = std::time::Instant::now();
-        let planned = self.engine().plan(sql, values).await?;
+        let planned = match values {
+            Ok(values) => self.engine().plan(sql, values, &caller.principal).await,
+            Err(e) => Err(e),
+        };
+        let mut outcome = Outcome {
+            sql: Some(sql.to_string()),
+            ..Outcome::default()
+        };
+        let planned = match planned {
+            Ok(p) => p,
+            Err(e) => return self.finish(&caller, rpc, outcome, Err(e)),
+        };
+        outcome.ports = planned.reads.clone();
         let schema = Arc::clone(&planned.wire_schema);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let sql_for_log = sql.chars().take(200).collect::<String>();
         let plan_for_log = Arc::clone(&planned.plan);
+        let principal = caller.principal.name.clone();
+        let state = Arc::clone(&self.state);
         // A panic while executing must not look like the end of the result: report it.
         let panic_tx = tx.clone();
         self.state.exec.spawn(async move {
@@ -258,38 +446,49 @@ impl MeshFlightSqlService {
                 let mut stream = match execute(planned) {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
+                        let status = Status::from(e);
+                        state.record(&caller, rpc, outcome, Some(&status));
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
-                let (mut rows, mut ok) = (0usize, true);
+                let (mut rows, mut bytes) = (0u64, 0u64);
+                let mut failure: Option<Status> = None;
                 loop {
                     // Stop as soon as the client goes away, even while an operator is still
                     // working towards its first batch: dropping the stream cancels the plan.
                     let next = tokio::select! {
                         next = stream.next() => next,
                         () = tx.closed() => {
+                            failure = Some(Status::cancelled("client went away"));
                             tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
-                            return;
+                            break;
                         }
                     };
                     let Some(item) = next else { break };
                     let item = item.map_err(|e| Status::from(GatewayError::from(e)));
                     match &item {
-                        Ok(b) => rows += b.num_rows(),
-                        Err(_) => ok = false,
+                        Ok(b) => {
+                            rows += b.num_rows() as u64;
+                            bytes += b.get_array_memory_size() as u64;
+                        }
+                        Err(s) => failure = Some(s.clone()),
                     }
                     let failed = item.is_err();
                     if tx.send(item).await.is_err() {
+                        failure = Some(Status::cancelled("client went away"));
                         tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
-                        return;
+                        break;
                     }
                     if failed {
                         break;
                     }
                 }
                 let sources = format_source_reads(&source_reads(&plan_for_log));
-                tracing::info!(sql = %sql_for_log, rows, ok, elapsed_ms = started.elapsed().as_millis() as u64, sources = %sources, "query finished");
+                tracing::info!(sql = %sql_for_log, principal = %principal, rows, ok = failure.is_none(), elapsed_ms = caller.started.elapsed().as_millis() as u64, sources = %sources, "query finished");
+                outcome.rows = rows;
+                outcome.bytes = bytes;
+                state.record(&caller, rpc, outcome, failure.as_ref());
             };
             if std::panic::AssertUnwindSafe(run).catch_unwind().await.is_err() {
                 let e = GatewayError::internal("a query panicked while executing");
@@ -306,13 +505,19 @@ impl MeshFlightSqlService {
         Ok(Response::new(Box::pin(flight)))
     }
 
-    fn prepared_handle(&self, blob: &[u8]) -> Result<PreparedStatementHandle, GatewayError> {
-        self.state.signer.verify(BlobKind::PreparedHandle, blob)
+    /// Verifies a prepared statement handle and that `caller` owns it.
+    fn prepared_handle(
+        &self,
+        blob: &[u8],
+        caller: &Caller,
+    ) -> Result<PreparedStatementHandle, GatewayError> {
+        let h: PreparedStatementHandle =
+            self.state.signer.verify(BlobKind::PreparedHandle, blob)?;
+        if h.principal != caller.principal.name {
+            return Err(not_yours("prepared statement handle"));
+        }
+        Ok(h)
     }
-}
-
-fn bearer_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 #[tonic::async_trait]
@@ -326,17 +531,10 @@ impl FlightSqlService for MeshFlightSqlService {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // Authentication arrives with the security work; until then any credentials (or none)
-        // are accepted and a session token is returned the way every client expects it.
-        if let Some(v) = request.metadata().get("authorization") {
-            let v = v.to_str().unwrap_or_default();
-            if !(v.starts_with("Basic ") || v.starts_with("Bearer ")) {
-                return Err(Status::unauthenticated(
-                    "unsupported authorization scheme: use Basic or Bearer",
-                ));
-            }
-        }
-        let token = bearer_token();
+        let rpc = "Handshake";
+        let caller = self.caller(&request, rpc)?;
+        let token = self.authn().issue_session(&caller.principal);
+        self.state.record(&caller, rpc, Outcome::default(), None);
         let response = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),
@@ -352,14 +550,20 @@ impl FlightSqlService for MeshFlightSqlService {
 
     async fn do_get_fallback(
         &self,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<DoGetStream>, Status> {
-        Err(GatewayError::BadRequest(format!(
-            "invalid ticket: `{}` is not a ticket issued by this gateway",
-            message.type_url
-        ))
-        .into())
+        let rpc = "DoGet";
+        let caller = self.caller(&request, rpc)?;
+        self.finish(
+            &caller,
+            rpc,
+            Outcome::default(),
+            Err(GatewayError::BadRequest(format!(
+                "invalid ticket: `{}` is not a ticket issued by this gateway",
+                message.type_url
+            ))),
+        )
     }
 
     async fn get_flight_info_statement(
@@ -367,18 +571,39 @@ impl FlightSqlService for MeshFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let rpc = "GetFlightInfo/Statement";
+        let caller = self.caller(&request, rpc)?;
+        let mut outcome = Outcome {
+            sql: Some(query.query.clone()),
+            ..Outcome::default()
+        };
         let info = self
-            .statement_info(&query.query, None, request.into_inner())
-            .await?;
-        Ok(Response::new(info))
+            .statement_info(
+                &caller,
+                &query.query,
+                None,
+                request.into_inner(),
+                &mut outcome,
+            )
+            .await;
+        self.finish(&caller, rpc, outcome, info).map(Response::new)
     }
 
     async fn get_flight_info_substrait_plan(
         &self,
         _query: CommandStatementSubstraitPlan,
-        _request: Request<FlightDescriptor>,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Err(GatewayError::Unimplemented("Substrait plans are not accepted; send SQL".into()).into())
+        let rpc = "GetFlightInfo/SubstraitPlan";
+        let caller = self.caller(&request, rpc)?;
+        self.finish(
+            &caller,
+            rpc,
+            Outcome::default(),
+            Err(GatewayError::Unimplemented(
+                "Substrait plans are not accepted; send SQL".into(),
+            )),
+        )
     }
 
     async fn get_flight_info_prepared_statement(
@@ -386,12 +611,24 @@ impl FlightSqlService for MeshFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let handle = self.prepared_handle(&cmd.prepared_statement_handle)?;
-        let params = self.state.prepared.params(&handle.id)?;
-        let info = self
-            .statement_info(&handle.sql, params, request.into_inner())
-            .await?;
-        Ok(Response::new(info))
+        let rpc = "GetFlightInfo/PreparedStatement";
+        let caller = self.caller(&request, rpc)?;
+        let mut outcome = Outcome::default();
+        let info = async {
+            let handle = self.prepared_handle(&cmd.prepared_statement_handle, &caller)?;
+            outcome.sql = Some(handle.sql.clone());
+            let params = self.state.prepared.params(&handle.id)?;
+            self.statement_info(
+                &caller,
+                &handle.sql,
+                params,
+                request.into_inner(),
+                &mut outcome,
+            )
+            .await
+        }
+        .await;
+        self.finish(&caller, rpc, outcome, info).map(Response::new)
     }
 
     async fn get_flight_info_catalogs(
@@ -400,7 +637,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.into_builder().schema();
-        self.metadata_info(q, schema, r)
+        self.metadata_info(q, schema, r, "GetFlightInfo/Catalogs")
     }
 
     async fn get_flight_info_schemas(
@@ -409,7 +646,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder().schema();
-        self.metadata_info(q, schema, r)
+        self.metadata_info(q, schema, r, "GetFlightInfo/DbSchemas")
     }
 
     async fn get_flight_info_tables(
@@ -418,7 +655,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder().schema();
-        self.metadata_info(q, schema, r)
+        self.metadata_info(q, schema, r, "GetFlightInfo/Tables")
     }
 
     async fn get_flight_info_table_types(
@@ -427,7 +664,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.into_builder().schema();
-        self.metadata_info(q, schema, r)
+        self.metadata_info(q, schema, r, "GetFlightInfo/TableTypes")
     }
 
     async fn get_flight_info_sql_info(
@@ -436,7 +673,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder(&self.state.sql_info).schema();
-        self.metadata_info(q, schema, r)
+        self.metadata_info(q, schema, r, "GetFlightInfo/SqlInfo")
     }
 
     async fn get_flight_info_primary_keys(
@@ -444,7 +681,12 @@ impl FlightSqlService for MeshFlightSqlService {
         q: CommandGetPrimaryKeys,
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(q, primary_keys_result_schema(), r)
+        self.metadata_info(
+            q,
+            primary_keys_result_schema(),
+            r,
+            "GetFlightInfo/PrimaryKeys",
+        )
     }
 
     async fn get_flight_info_exported_keys(
@@ -452,7 +694,12 @@ impl FlightSqlService for MeshFlightSqlService {
         q: CommandGetExportedKeys,
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(q, foreign_keys_result_schema(), r)
+        self.metadata_info(
+            q,
+            foreign_keys_result_schema(),
+            r,
+            "GetFlightInfo/ExportedKeys",
+        )
     }
 
     async fn get_flight_info_imported_keys(
@@ -460,7 +707,12 @@ impl FlightSqlService for MeshFlightSqlService {
         q: CommandGetImportedKeys,
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(q, foreign_keys_result_schema(), r)
+        self.metadata_info(
+            q,
+            foreign_keys_result_schema(),
+            r,
+            "GetFlightInfo/ImportedKeys",
+        )
     }
 
     async fn get_flight_info_cross_reference(
@@ -468,7 +720,12 @@ impl FlightSqlService for MeshFlightSqlService {
         q: CommandGetCrossReference,
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(q, foreign_keys_result_schema(), r)
+        self.metadata_info(
+            q,
+            foreign_keys_result_schema(),
+            r,
+            "GetFlightInfo/CrossReference",
+        )
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -477,121 +734,154 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.into_builder(&self.state.xdbc).schema();
-        self.metadata_info(q, schema, r)
+        self.metadata_info(q, schema, r, "GetFlightInfo/XdbcTypeInfo")
     }
 
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let t: StatementTicket = self
-            .state
-            .signer
-            .verify(BlobKind::Ticket, &ticket.statement_handle)?;
-        self.state.signer.check_fresh(t.issued_at_ms)?;
-        let params = batch_from_ipc(&t.parameters)?;
-        Ok(self.run(&t.sql, params).await?)
+        let rpc = "DoGet/Statement";
+        let caller = self.caller(&request, rpc)?;
+        let checked = (|| {
+            let t: StatementTicket = self
+                .state
+                .signer
+                .verify(BlobKind::Ticket, &ticket.statement_handle)?;
+            if t.principal != caller.principal.name {
+                return Err(not_yours("ticket"));
+            }
+            self.state.signer.check_fresh(t.issued_at_ms)?;
+            let params = batch_from_ipc(&t.parameters)?;
+            Ok((t.sql, params))
+        })();
+        let (sql, params) = match checked {
+            Ok(v) => v,
+            Err(e) => return self.finish(&caller, rpc, Outcome::default(), Err(e)),
+        };
+        self.run(caller, rpc, &sql, params).await
     }
 
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let handle = self.prepared_handle(&cmd.prepared_statement_handle)?;
-        let params = self.state.prepared.params(&handle.id)?;
-        Ok(self.run(&handle.sql, params).await?)
+        let rpc = "DoGet/PreparedStatement";
+        let caller = self.caller(&request, rpc)?;
+        let checked = self
+            .prepared_handle(&cmd.prepared_statement_handle, &caller)
+            .and_then(|h| Ok((self.state.prepared.params(&h.id)?, h.sql)));
+        let (params, sql) = match checked {
+            Ok(v) => v,
+            Err(e) => return self.finish(&caller, rpc, Outcome::default(), Err(e)),
+        };
+        self.run(caller, rpc, &sql, params).await
     }
 
     async fn do_get_catalogs(
         &self,
         _q: CommandGetCatalogs,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(self.stream_batch(metadata::catalogs(self.engine().catalog())?))
+        self.metadata_batch(&r, "DoGet/Catalogs", |e, p| {
+            metadata::catalogs(e.catalog(), &|d, s| e.policy().can_read_names(p, d, s))
+        })
     }
 
     async fn do_get_schemas(
         &self,
         q: CommandGetDbSchemas,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(self.stream_batch(metadata::schemas(self.engine().catalog(), q)?))
+        self.metadata_batch(&r, "DoGet/DbSchemas", |e, p| {
+            metadata::schemas(e.catalog(), q, &|d, s| e.policy().can_read_names(p, d, s))
+        })
     }
 
     async fn do_get_tables(
         &self,
         q: CommandGetTables,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(self.stream_batch(metadata::tables(self.engine().catalog(), q)?))
+        self.metadata_batch(&r, "DoGet/Tables", |e, p| {
+            metadata::tables(e.catalog(), q, &|d, s| e.policy().can_read_names(p, d, s))
+        })
     }
 
     async fn do_get_table_types(
         &self,
         q: CommandGetTableTypes,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let mut b = q.into_builder();
-        b.append(TABLE_TYPE);
-        Ok(self.stream_batch(b.build().map_err(GatewayError::from)?))
+        self.metadata_batch(&r, "DoGet/TableTypes", |_, _| {
+            let mut b = q.into_builder();
+            b.append(TABLE_TYPE);
+            Ok(b.build()?)
+        })
     }
 
     async fn do_get_sql_info(
         &self,
         q: CommandGetSqlInfo,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let batch = q
-            .into_builder(&self.state.sql_info)
-            .build()
-            .map_err(GatewayError::from)?;
-        Ok(self.stream_batch(batch))
+        let info = &self.state.sql_info;
+        self.metadata_batch(&r, "DoGet/SqlInfo", |_, _| {
+            Ok(q.into_builder(info).build()?)
+        })
     }
 
     async fn do_get_primary_keys(
         &self,
         q: CommandGetPrimaryKeys,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(self.stream_batch(metadata::primary_keys(self.engine().catalog(), &q)?))
+        self.metadata_batch(&r, "DoGet/PrimaryKeys", |e, p| {
+            metadata::primary_keys(e.catalog(), &q, &|d, s| e.policy().can_read_names(p, d, s))
+        })
     }
 
     async fn do_get_exported_keys(
         &self,
         q: CommandGetExportedKeys,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(self.stream_batch(metadata::exported_keys(self.engine().catalog(), &q)?))
+        self.metadata_batch(&r, "DoGet/ExportedKeys", |e, p| {
+            metadata::exported_keys(e.catalog(), &q, &|d, s| e.policy().can_read_names(p, d, s))
+        })
     }
 
     async fn do_get_imported_keys(
         &self,
         q: CommandGetImportedKeys,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(self.stream_batch(metadata::imported_keys(self.engine().catalog(), &q)?))
+        self.metadata_batch(&r, "DoGet/ImportedKeys", |e, p| {
+            metadata::imported_keys(e.catalog(), &q, &|d, s| e.policy().can_read_names(p, d, s))
+        })
     }
 
     async fn do_get_cross_reference(
         &self,
         q: CommandGetCrossReference,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(self.stream_batch(metadata::cross_reference(self.engine().catalog(), &q)?))
+        self.metadata_batch(&r, "DoGet/CrossReference", |e, p| {
+            metadata::cross_reference(e.catalog(), &q, &|d, s| e.policy().can_read_names(p, d, s))
+        })
     }
 
     async fn do_get_xdbc_type_info(
         &self,
         q: CommandGetXdbcTypeInfo,
-        _r: Request<Ticket>,
+        r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let batch = q
-            .into_builder(&self.state.xdbc)
-            .build()
-            .map_err(GatewayError::from)?;
-        Ok(self.stream_batch(batch))
+        let xdbc = &self.state.xdbc;
+        self.metadata_batch(&r, "DoGet/XdbcTypeInfo", |_, _| {
+            Ok(q.into_builder(xdbc).build()?)
+        })
     }
 
     async fn do_put_prepared_statement_query(
@@ -599,7 +889,16 @@ impl FlightSqlService for MeshFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let handle = self.prepared_handle(&cmd.prepared_statement_handle)?;
+        let rpc = "DoPut/PreparedStatementQuery";
+        let caller = self.caller(&request, rpc)?;
+        let handle = match self.prepared_handle(&cmd.prepared_statement_handle, &caller) {
+            Ok(h) => h,
+            Err(e) => return self.finish(&caller, rpc, Outcome::default(), Err(e)),
+        };
+        let outcome = Outcome {
+            sql: Some(handle.sql.clone()),
+            ..Outcome::default()
+        };
         let flight = request
             .into_inner()
             .map_err(|s| FlightError::Tonic(Box::new(s)));
@@ -624,14 +923,20 @@ impl FlightSqlService for MeshFlightSqlService {
             }
             Ok(last)
         };
-        let last = std::panic::AssertUnwindSafe(decode)
-            .catch_unwind()
-            .await
-            .map_err(|_| GatewayError::BadRequest("the parameter batch is malformed".into()))??;
-        let batch =
-            last.ok_or_else(|| GatewayError::BadRequest("no parameter values were sent".into()))?;
-        params_from_batch(&batch)?;
-        self.state.prepared.bind(&handle.id, batch)?;
+        let bound = async {
+            let last = std::panic::AssertUnwindSafe(decode)
+                .catch_unwind()
+                .await
+                .map_err(|_| {
+                    GatewayError::BadRequest("the parameter batch is malformed".into())
+                })??;
+            let batch = last
+                .ok_or_else(|| GatewayError::BadRequest("no parameter values were sent".into()))?;
+            params_from_batch(&batch)?;
+            self.state.prepared.bind(&handle.id, batch)
+        }
+        .await;
+        self.finish(&caller, rpc, outcome, bound)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(cmd.prepared_statement_handle),
         })
@@ -640,56 +945,86 @@ impl FlightSqlService for MeshFlightSqlService {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let described = self.engine().describe(&query.query).await?;
-        let id = uuid::Uuid::new_v4().as_bytes().to_vec();
-        self.state.prepared.insert(id.clone());
-        let handle = PreparedStatementHandle {
-            id,
-            sql: query.query,
-            issued_at_ms: now_ms(),
+        let rpc = "DoAction/CreatePreparedStatement";
+        let caller = self.caller(&request, rpc)?;
+        let outcome = Outcome {
+            sql: Some(query.query.clone()),
+            ..Outcome::default()
         };
-        Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: self
-                .state
-                .signer
-                .sign(BlobKind::PreparedHandle, &handle)
-                .into(),
-            dataset_schema: schema_bytes(&described.dataset_schema)?.into(),
-            parameter_schema: schema_bytes(&described.parameter_schema)?.into(),
-        })
+        let result = async {
+            let described = self
+                .engine()
+                .describe(&query.query, &caller.principal)
+                .await?;
+            let id = uuid::Uuid::new_v4().as_bytes().to_vec();
+            self.state.prepared.insert(id.clone());
+            let handle = PreparedStatementHandle {
+                id,
+                sql: query.query.clone(),
+                issued_at_ms: now_ms(),
+                principal: caller.principal.name.clone(),
+            };
+            Ok(ActionCreatePreparedStatementResult {
+                prepared_statement_handle: self
+                    .state
+                    .signer
+                    .sign(BlobKind::PreparedHandle, &handle)
+                    .into(),
+                dataset_schema: schema_bytes(&described.dataset_schema)?.into(),
+                parameter_schema: schema_bytes(&described.parameter_schema)?.into(),
+            })
+        }
+        .await;
+        self.finish(&caller, rpc, outcome, result)
     }
 
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<(), Status> {
-        let handle = self.prepared_handle(&query.prepared_statement_handle)?;
-        self.state.prepared.remove(&handle.id);
-        Ok(())
+        let rpc = "DoAction/ClosePreparedStatement";
+        let caller = self.caller(&request, rpc)?;
+        let result = self
+            .prepared_handle(&query.prepared_statement_handle, &caller)
+            .map(|h| self.state.prepared.remove(&h.id));
+        self.finish(&caller, rpc, Outcome::default(), result)
     }
 
     async fn do_action_begin_transaction(
         &self,
         _query: ActionBeginTransactionRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
-        Err(GatewayError::Unimplemented(
-            "transactions are not supported: meshgate is read-only".into(),
+        let rpc = "DoAction/BeginTransaction";
+        let caller = self.caller(&request, rpc)?;
+        self.finish(
+            &caller,
+            rpc,
+            Outcome::default(),
+            Err(GatewayError::Unimplemented(
+                "transactions are not supported: meshgate is read-only".into(),
+            )),
         )
-        .into())
     }
 
     async fn do_action_fallback(
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        Err(Status::unimplemented(format!(
-            "action `{}` is not supported",
-            request.get_ref().r#type
-        )))
+        let rpc = "DoAction";
+        let caller = self.caller(&request, rpc)?;
+        let kind = request.get_ref().r#type.clone();
+        self.finish(
+            &caller,
+            rpc,
+            Outcome::default(),
+            Err(GatewayError::Unimplemented(format!(
+                "action `{kind}` is not supported"
+            ))),
+        )
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -23,6 +23,8 @@ pub enum BlobKind {
     Ticket = 1,
     /// A prepared statement handle.
     PreparedHandle = 2,
+    /// A session token returned by Handshake.
+    Session = 3,
 }
 
 /// Signs and verifies tickets and handles.
@@ -99,6 +101,7 @@ impl TicketSigner {
         let what = match kind {
             BlobKind::Ticket => "ticket",
             BlobKind::PreparedHandle => "prepared statement handle",
+            BlobKind::Session => "session token",
         };
         let bad = || {
             GatewayError::BadRequest(format!(
@@ -139,6 +142,7 @@ mod tests {
             sql: "SELECT 1".into(),
             parameters: vec![],
             issued_at_ms: now_ms(),
+            principal: "alice".into(),
         }
     }
 

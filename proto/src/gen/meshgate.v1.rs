@@ -12,6 +12,9 @@ pub struct StatementTicket {
     /// When the ticket was issued, in milliseconds since the Unix epoch (tickets expire).
     #[prost(uint64, tag = "3")]
     pub issued_at_ms: u64,
+    /// The principal the ticket was issued to; only it may redeem the ticket.
+    #[prost(string, tag = "4")]
+    pub principal: ::prost::alloc::string::String,
 }
 /// What a prepared statement handle carries. Parameters bound with DoPut are kept by the
 /// gateway under `id`; the SQL travels in the handle.
@@ -26,4 +29,23 @@ pub struct PreparedStatementHandle {
     /// When the handle was issued, in milliseconds since the Unix epoch.
     #[prost(uint64, tag = "3")]
     pub issued_at_ms: u64,
+    /// The principal the handle was issued to; only it may use the handle.
+    #[prost(string, tag = "4")]
+    pub principal: ::prost::alloc::string::String,
+}
+/// What an opaque session token (returned by Handshake) carries.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SessionToken {
+    /// Principal name.
+    #[prost(string, tag = "1")]
+    pub principal: ::prost::alloc::string::String,
+    /// How the principal authenticated: "password", "token", "jwt", "certificate", "anonymous".
+    #[prost(string, tag = "2")]
+    pub method: ::prost::alloc::string::String,
+    /// Groups, for methods whose groups are not in the mesh config (jwt, certificate).
+    #[prost(string, repeated, tag = "3")]
+    pub groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Expiry, in milliseconds since the Unix epoch.
+    #[prost(uint64, tag = "4")]
+    pub expires_at_ms: u64,
 }

@@ -12,7 +12,7 @@ fn contract_mesh() -> tempfile::TempDir {
     write(
         d,
         "mesh.yaml",
-        "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n  - { name: lake, kind: files, options: { url: data } }\n",
+        "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nauth: { anonymous: true }\npolicies: { default_access: allow }\nsources:\n  - { name: lake, kind: files, options: { url: data } }\n",
     );
     write(
         d,

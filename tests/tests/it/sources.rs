@@ -75,7 +75,7 @@ fn sources_mesh() -> tempfile::TempDir {
         d,
         "mesh.yaml",
         &format!(
-            "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n  - {{ name: lake, kind: files, options: {{ url: data }} }}\n  - {{ name: lake_url, kind: files, options: {{ url: \"{url}\" }} }}\n  - {{ name: app, kind: sqlite, options: {{ path: data/app.sqlite }} }}\n"
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: lake, kind: files, options: {{ url: data }} }}\n  - {{ name: lake_url, kind: files, options: {{ url: \"{url}\" }} }}\n  - {{ name: app, kind: sqlite, options: {{ path: data/app.sqlite }} }}\n"
         ),
     );
     write(

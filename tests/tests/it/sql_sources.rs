@@ -282,7 +282,7 @@ fn types_mesh(pg: &DbAddress, my: &DbAddress) -> tempfile::TempDir {
         d,
         "mesh.yaml",
         &format!(
-            "apiVersion: meshgate/v1\nkind: Mesh\nname: types\nsources:\n  - {{ name: pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable }} }}\n  - {{ name: my, kind: mysql, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/my }} }} }}\n",
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: types\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable }} }}\n  - {{ name: my, kind: mysql, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/my }} }} }}\n",
             pg.host, pg.port, pg.database, pg.user, my.host, my.port, my.database, my.user
         ),
     );
@@ -369,7 +369,7 @@ async fn a_source_down_at_start_up_serves_once_it_is_back() {
         dir.path(),
         "mesh.yaml",
         &format!(
-            "apiVersion: meshgate/v1\nkind: Mesh\nname: down\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 2000 }} }}\n  - {{ name: lake, kind: files, options: {{ url: data }} }}\n",
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: down\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 2000 }} }}\n  - {{ name: lake, kind: files, options: {{ url: data }} }}\n",
             addr.host, addr.port, addr.database, addr.user
         ),
     );
