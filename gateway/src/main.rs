@@ -47,6 +47,9 @@ struct ServeArgs {
     /// it each process signs with a random key.
     #[arg(long, env = "MESHGATE_TICKET_KEY_FILE")]
     ticket_key_file: Option<PathBuf>,
+    /// How long a ticket from GetFlightInfo stays valid, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ticket_ttl_s: u64,
     /// Write the audit log (one JSON line per request) to this file, or `-` for stdout;
     /// overrides `audit.file` of mesh.yaml.
     #[arg(long, env = "MESHGATE_AUDIT_LOG")]
@@ -108,6 +111,7 @@ fn options(args: &ServeArgs) -> Result<GatewayOptions, GatewayError> {
         memory_limit: args.memory_limit_mb << 20,
         ..Default::default()
     };
+    o.flight.ticket_ttl = std::time::Duration::from_secs(args.ticket_ttl_s.max(1));
     if let Some(n) = args.target_partitions {
         o.target_partitions = n.max(1);
     }

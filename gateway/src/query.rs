@@ -66,6 +66,12 @@ pub fn port_reads(plan: &LogicalPlan) -> BTreeMap<String, BTreeSet<String>> {
                     for f in scan.projected_schema.fields() {
                         cols.insert(f.name().clone());
                     }
+                    // Columns only filtered on (row filters pushed into the scan) are read too.
+                    for f in &scan.filters {
+                        for c in f.column_refs() {
+                            cols.insert(c.name.clone());
+                        }
+                    }
                 }
                 LogicalPlan::Extension(ext) => {
                     if let Some(f) = ext.node.as_any().downcast_ref::<FederatedPlanNode>() {

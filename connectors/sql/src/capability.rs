@@ -274,6 +274,36 @@ pub fn split_federated(
 /// table here.
 fn requalify_scan_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
     plan.transform_up(|node| {
+        // Under an alias (`FROM nation AS n`) the SQL must name the alias, not the table.
+        // So must a filter between the alias and the scan (the unparser writes it into the
+        // same SELECT); federation would name the remote table there.
+        if let LogicalPlan::SubqueryAlias(a) = &node {
+            let alias = a.alias.clone();
+            let input = match a.input.as_ref() {
+                LogicalPlan::TableScan(scan) if !scan.filters.is_empty() => {
+                    let mut scan = scan.clone();
+                    scan.filters = requalify(scan.filters, &alias)?;
+                    LogicalPlan::TableScan(scan)
+                }
+                LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::TableScan(_)) => {
+                    let LogicalPlan::TableScan(scan) = f.input.as_ref() else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let mut scan = scan.clone();
+                    scan.filters = requalify(scan.filters, &alias)?;
+                    let predicate = requalify(vec![f.predicate.clone()], &alias)?
+                        .pop()
+                        .unwrap_or_else(|| f.predicate.clone());
+                    LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+                        predicate,
+                        Arc::new(LogicalPlan::TableScan(scan)),
+                    )?)
+                }
+                _ => return Ok(Transformed::no(node)),
+            };
+            let aliased = datafusion::logical_expr::SubqueryAlias::try_new(Arc::new(input), alias)?;
+            return Ok(Transformed::yes(LogicalPlan::SubqueryAlias(aliased)));
+        }
         let LogicalPlan::TableScan(scan) = &node else {
             return Ok(Transformed::no(node));
         };
@@ -290,27 +320,28 @@ fn requalify_scan_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
             return Ok(Transformed::no(node));
         };
         let mut scan = scan.clone();
-        scan.filters = scan
-            .filters
-            .into_iter()
-            .map(|f| {
-                f.transform(|e| {
-                    Ok(match e {
-                        Expr::Column(c) if c.relation.as_ref() == Some(&scan.table_name) => {
-                            Transformed::yes(Expr::Column(Column::new(
-                                Some(remote.clone()),
-                                c.name,
-                            )))
-                        }
-                        other => Transformed::no(other),
-                    })
-                })
-                .map(|t| t.data)
-            })
-            .collect::<Result<_>>()?;
+        scan.filters = requalify(scan.filters, &remote)?;
         Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
     })
     .map(|t| t.data)
+}
+
+/// Qualifies every column of a scan's filters (they are all the scan's own) by `to`.
+fn requalify(filters: Vec<Expr>, to: &datafusion::common::TableReference) -> Result<Vec<Expr>> {
+    filters
+        .into_iter()
+        .map(|f| {
+            f.transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) if c.relation.is_some() && c.relation.as_ref() != Some(to) => {
+                        Transformed::yes(Expr::Column(Column::new(Some(to.clone()), c.name)))
+                    }
+                    other => Transformed::no(other),
+                })
+            })
+            .map(|t| t.data)
+        })
+        .collect()
 }
 
 fn federate_supported(
