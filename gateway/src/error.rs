@@ -96,6 +96,7 @@ impl From<ConnectorError> for GatewayError {
                 Self::Unavailable(format!("the source refused access: {}", e.message))
             }
             ErrorClass::Data => Self::ContractViolation(e.message),
+            ErrorClass::Query => Self::InvalidSql(e.message),
             ErrorClass::Internal => Self::internal(e.message),
         }
     }

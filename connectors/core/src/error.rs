@@ -17,6 +17,9 @@ pub enum ErrorClass {
     PermissionDenied,
     /// The data does not fit the declared or inferred schema.
     Data,
+    /// The source failed evaluating the caller's statement (division by zero, invalid cast,
+    /// out-of-range value): the query is at fault, not the source.
+    Query,
     /// A bug or an unexpected state.
     Internal,
 }

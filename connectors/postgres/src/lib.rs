@@ -382,7 +382,9 @@ impl SqlPool for PgPool {
                 .ok_or_else(|| ConnectorError::new(ErrorClass::Internal, "no async connection"))?;
             c.query_arrow(sql, &[], Some(Arc::clone(&schema)))
                 .await
-                .map_err(|e| ConnectorError::new(ErrorClass::Internal, one_line(&e.to_string())))?
+                .map_err(|e| {
+                    ConnectorError::new(query_error_class(&*e), one_line(&e.to_string()))
+                })?
         };
         // The connection goes back to the pool only when the result has been read or dropped.
         let kept = stream.map(move |b| {
@@ -390,5 +392,34 @@ impl SqlPool for PgPool {
             b
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept)))
+    }
+}
+
+/// The class of an error PostgreSQL raised running a statement: data exceptions (SQLSTATE
+/// class 22, e.g. division by zero) and syntax or access-rule errors (42) are the query's
+/// fault; a cancelled statement (57014) is a timeout; anything else is unexpected.
+fn query_error_class(e: &(dyn std::error::Error + 'static)) -> ErrorClass {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>() {
+            if let Some(code) = pg.code() {
+                let code = code.code();
+                return if code.starts_with("22") || code.starts_with("42") {
+                    ErrorClass::Query
+                } else if code == "57014" {
+                    ErrorClass::Timeout
+                } else {
+                    ErrorClass::Internal
+                };
+            }
+        }
+        cur = err.source();
+    }
+    // The pool's errors keep only the text of the database error.
+    let text = e.to_string();
+    if text.contains("division by zero") || text.contains("invalid input syntax") {
+        ErrorClass::Query
+    } else {
+        ErrorClass::Internal
     }
 }

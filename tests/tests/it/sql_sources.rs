@@ -419,3 +419,119 @@ async fn a_source_down_at_start_up_serves_once_it_is_back() {
     }
     drop(pg);
 }
+
+/// Row filters are part of the SQL pushed to PostgreSQL, and a user predicate that fails on
+/// a filtered row is evaluated only above the filter (in the gateway), so it cannot reveal
+/// the row. Masks apply to the rows PostgreSQL returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_filters_and_masks_are_enforced_over_postgres() {
+    let dbs = loaded_dbs().await;
+    let mesh = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
+    let leaky = "SELECT count(*) AS n FROM customers.crm.customer WHERE 1 / (c_nationkey - 1) = 1";
+    // Without a filter the predicate meets nation 1 and fails: the probe below means something.
+    {
+        let gw = TestGateway::start(mesh.path()).await;
+        let mut c = gw.client().await;
+        let err = query(&mut c, leaky).await.expect_err("division by zero");
+        assert!(
+            err.message().to_lowercase().contains("division by zero"),
+            "{err}"
+        );
+    }
+    // The harness user (groups admins, analysts) gets a row filter to Europe, and masks.
+    let crm = mesh.path().join("domains/customers/crm.yaml");
+    let mut product = std::fs::read_to_string(&crm).expect("crm");
+    product = product.replace(
+        "  - { name: customer, source: crm_pg, table: customer }\n",
+        "  - name: customer\n    source: crm_pg\n    table: customer\n    columns:\n      \
+         - { name: c_custkey, type: bigint, required: true }\n      \
+         - { name: c_name, type: string, classification: pii }\n      \
+         - { name: c_nationkey, type: bigint, required: true }\n      \
+         - { name: c_phone, type: string, classification: contact }\n      \
+         - { name: c_acctbal, type: \"decimal(15,2)\", classification: confidential }\n",
+    );
+    product.push_str(
+        "access:\n  read: [group:analysts]\n  row_filters:\n    \
+         - { groups: [admins], where: \"c_nationkey IN (6, 7, 19, 22, 23)\" }\n",
+    );
+    std::fs::write(&crm, product).expect("write crm");
+    let mesh_yaml = mesh.path().join("mesh.yaml");
+    let m = std::fs::read_to_string(&mesh_yaml).expect("mesh");
+    let m = m.replace(
+        "policies: { default_access: allow }\n",
+        "policies:\n  default_access: allow\n  classifications:\n    \
+         pii: { mask: hash, unmask_groups: [nobody] }\n    \
+         contact: { mask: partial }\n    confidential: { mask: redact }\n",
+    );
+    std::fs::write(&mesh_yaml, m).expect("write mesh");
+
+    let gw = TestGateway::start(mesh.path()).await;
+    let mut c = gw.client().await;
+    let plan = explain(
+        &mut c,
+        "SELECT c_custkey, c_phone FROM customers.crm.customer",
+        false,
+    )
+    .await;
+    let pushed = pushed_sql(&plan).join("\n");
+    assert!(
+        pushed.contains("crm_pg") && pushed.contains("IN (6, 7, 19, 22, 23)"),
+        "the row filter is in the SQL sent to PostgreSQL: {plan}"
+    );
+    assert!(plan.contains("PolicyBarrier"), "{plan}");
+    // The leaky predicate now runs above the filter: no error, and the hidden rows stay hidden.
+    let got = query(&mut c, leaky)
+        .await
+        .expect("no error through the filter");
+    assert_eq!(text_of_one(&got), "0");
+    let europe = query(&mut c, "SELECT count(*) AS n FROM customers.crm.customer")
+        .await
+        .expect("count");
+    let reference = reference_context().await;
+    let want = reference
+        .sql("SELECT count(*) AS n FROM customers.crm.customer WHERE c_nationkey IN (6, 7, 19, 22, 23)")
+        .await
+        .expect("reference")
+        .collect()
+        .await
+        .expect("reference rows");
+    assert_eq!(text_of_one(&europe), text_of_one(&want));
+    // Masks: names hashed (32 hex digits), phones keep their last 4, balances redacted.
+    let rows = query(
+        &mut c,
+        "SELECT c_name, c_phone, c_acctbal FROM customers.crm.customer ORDER BY c_custkey LIMIT 3",
+    )
+    .await
+    .expect("masked rows");
+    let shown = text(&rows);
+    assert!(!shown.contains("Customer#"), "{shown}");
+    for line in shown.lines().skip(3).filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(cells[1].len(), 32, "{line}");
+        assert!(cells[2].starts_with("***********"), "{line}");
+        assert_eq!(cells[3], "", "{line}");
+    }
+    if dbs.pg.log.is_some() {
+        let log = dbs.pg.log_text();
+        assert!(
+            log.lines().any(|l| l.contains("IN (6, 7, 19, 22, 23)")),
+            "PostgreSQL ran the filtered statement:\n{log}"
+        );
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("/ (") && l.contains("c_nationkey - 1")),
+            "the user's predicate never reached PostgreSQL below the filter"
+        );
+    }
+}
+
+fn text_of_one(batches: &[RecordBatch]) -> String {
+    let b = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+    datafusion::arrow::util::display::ArrayFormatter::try_new(
+        b.column(0).as_ref(),
+        &Default::default(),
+    )
+    .expect("formatter")
+    .value(0)
+    .to_string()
+}
