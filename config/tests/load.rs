@@ -178,3 +178,75 @@ fn checked_in_json_schemas_are_current() {
         );
     }
 }
+
+#[test]
+fn security_settings_are_checked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write(
+        dir.path(),
+        "mesh.yaml",
+        "apiVersion: meshgate/v1
+kind: Mesh
+name: t
+sources:
+  - { name: lake, kind: files, options: { url: data } }
+auth:
+  users:
+    - { name: alice, password_hash: \"hunter2\", groups: [a] }
+    - { name: bob, password_hash: \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\" }
+  tokens:
+    - { name: alice, token_hash: \"sha256:00\" }
+  jwt: { issuer: https://idp/, audience: mg, hs256_secret: \"literal-secret\", algorithms: [none] }
+  tls: { cert_file: missing.pem, key_file: missing.key }
+",
+    );
+    let errors = load_mesh(dir.path()).expect_err("invalid").0;
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let all = text.join("\n");
+    for needle in [
+        "password_hash must be an argon2 PHC string",
+        "principal `alice` is declared twice",
+        "token_hash must be `sha256:<64 hex digits>`",
+        "hs256_secret must be a secret reference",
+        "algorithm `NONE` is not supported",
+        "cert_file",
+    ] {
+        assert!(all.contains(needle), "`{needle}` in:\n{all}");
+    }
+    assert!(
+        !all.contains("hunter2") || all.contains("password_hash must"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("literal-secret"),
+        "secrets are never echoed:\n{all}"
+    );
+    write(
+        dir.path(),
+        "mesh.yaml",
+        "apiVersion: meshgate/v1\nkind: Mesh\nname: t\npolicies:\n  classifications:\n    pii: { mask: scramble }\n",
+    );
+    let errors = load_mesh(dir.path()).expect_err("unknown mask").0;
+    assert!(errors[0].message.contains("scramble"), "{errors:?}");
+
+    write(
+        dir.path(),
+        "mesh.yaml",
+        "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n  - { name: lake, kind: files, options: { url: data } }\n",
+    );
+    let product = GOOD_PRODUCT.replace(
+        "ports:\n",
+        "access:\n  read: [group:a, analysts, \"user:\"]\n  row_filters:\n    - { where: \"x > 1\", ports: [nope] }\nports:\n",
+    );
+    write(dir.path(), "domains/sales/orders.yaml", &product);
+    let errors = load_mesh(dir.path()).expect_err("invalid access").0;
+    let all: String = errors.iter().map(|e| format!("{e}\n")).collect();
+    for needle in [
+        "`analysts` is not a grantee",
+        "`user:` is not a grantee",
+        "name the `groups` or `users`",
+        "`nope` is not a port of this product",
+    ] {
+        assert!(all.contains(needle), "`{needle}` in:\n{all}");
+    }
+}

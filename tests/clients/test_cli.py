@@ -79,3 +79,24 @@ def test_serve_logs_json_and_starts_with_unavailable_sources(tmp_path: pathlib.P
     loaded = [r for r in records if r["fields"].get("message") == "mesh loaded"][0]
     assert loaded["fields"]["ports"] == 0 and loaded["fields"]["unavailable"] == 8
     assert re.match(r"127\.0\.0\.1:\d+", [r for r in records if "serving" in r["fields"].get("message", "")][0]["fields"]["addr"])
+
+
+def test_validate_checks_policies_against_contracts(tmp_path: pathlib.Path):
+    (tmp_path / "domains" / "x").mkdir(parents=True)
+    (tmp_path / "mesh.yaml").write_text(
+        "apiVersion: meshgate/v1\nkind: Mesh\nname: t\nsources:\n"
+        "  - { name: lake, kind: files, options: { url: data } }\n"
+        "auth:\n  users:\n    - { name: a, password_hash: \"$argon2id$broken\" }\n"
+    )
+    (tmp_path / "domains" / "x" / "p.yaml").write_text(
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: x\nname: p\nowner: { team: t }\n"
+        "access:\n  read: [\"*\"]\n  row_filters:\n"
+        "    - { groups: [g], where: \"regoin = 'EU'\" }\n"
+        "    - { groups: [g], where: \"region IN (\" }\n"
+        "ports:\n  - { name: a, source: lake, location: a.csv, format: csv, columns: [ { name: region, type: string } ] }\n"
+    )
+    r = run("validate", str(tmp_path))
+    assert r.returncode == 1
+    assert "no port of x.p has every column" in r.stderr and "regoin" in r.stderr, r.stderr
+    assert "is not a SQL expression" in r.stderr, r.stderr
+    assert "password_hash is not a valid PHC string" in r.stderr, r.stderr

@@ -187,11 +187,17 @@ impl std::fmt::Debug for Authenticator {
 pub fn check_auth(auth: &Auth) -> Vec<String> {
     let mut problems = Vec::new();
     for u in &auth.users {
-        if let Err(e) = PasswordHash::new(&u.password_hash) {
-            problems.push(format!(
+        match PasswordHash::new(&u.password_hash) {
+            Err(e) => problems.push(format!(
                 "auth.users `{}`: password_hash is not a valid PHC string: {e}",
                 u.name
-            ));
+            )),
+            Ok(h) if h.hash.is_none() || h.salt.is_none() => problems.push(format!(
+                "auth.users `{}`: password_hash is not a valid PHC string: it has no salt or hash \
+                 (use `meshgate hash-password`)",
+                u.name
+            )),
+            Ok(_) => {}
         }
     }
     if let Some(j) = &auth.jwt {
@@ -549,5 +555,54 @@ mod tests {
             .expect("ok");
         assert_eq!(p.name, "etl");
         assert!(a.authenticate(&creds("Bearer mgt_wrong")).is_err());
+    }
+
+    #[test]
+    fn hs256_jwts_are_checked() {
+        use jsonwebtoken::{encode, EncodingKey, Header};
+        let mut cfg = auth();
+        cfg.jwt = Some(Jwt {
+            issuer: "https://idp/".into(),
+            audience: "mg".into(),
+            jwks_json: None,
+            hs256_secret: Some("shared-secret".into()),
+            groups_claim: "groups".into(),
+            principal_claim: "sub".into(),
+            algorithms: vec!["HS256".into()],
+            leeway_s: 0,
+        });
+        let a =
+            Authenticator::new(&cfg, TicketSigner::random(Duration::from_secs(60))).expect("auth");
+        let now = now_ms() / 1000;
+        let token = |claims: serde_json::Value, secret: &str| {
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .expect("encode")
+        };
+        let good = serde_json::json!({"sub": "bob", "groups": "analysts emea", "iss": "https://idp/", "aud": "mg", "exp": now + 60});
+        let p = a
+            .authenticate(&creds(&format!(
+                "Bearer {}",
+                token(good.clone(), "shared-secret")
+            )))
+            .expect("valid");
+        assert_eq!(p.name, "bob");
+        assert!(p.in_group("emea") && p.method == AuthMethod::Jwt);
+        let mut expired = good.clone();
+        expired["exp"] = serde_json::json!(now - 10);
+        let mut foreign = good.clone();
+        foreign["aud"] = serde_json::json!("other");
+        for (claims, secret) in [
+            (expired, "shared-secret"),
+            (foreign, "shared-secret"),
+            (good, "wrong-secret"),
+        ] {
+            assert!(a
+                .authenticate(&creds(&format!("Bearer {}", token(claims, secret))))
+                .is_err());
+        }
     }
 }
