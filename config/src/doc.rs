@@ -401,6 +401,10 @@ pub struct PortDoc {
     /// Columns that identify a row (served by GetPrimaryKeys).
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// Version of the port's contract; bump it with every breaking change (`meshgate diff`
+    /// flags a breaking change without a bump).
+    #[serde(default)]
+    pub version: Option<u64>,
     /// References to other ports (served by GetImportedKeys, GetExportedKeys, GetCrossReference).
     #[serde(default)]
     pub foreign_keys: Vec<ForeignKeyDoc>,

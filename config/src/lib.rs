@@ -11,6 +11,7 @@
 //! stay opaque here (`serde_json::Value` with secrets resolved); each connector deserializes
 //! them into its own typed options.
 
+pub mod diff;
 pub mod doc;
 mod error;
 mod load;

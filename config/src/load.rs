@@ -403,6 +403,7 @@ fn build_port(
         },
         columns,
         primary_key: p.primary_key,
+        version: p.version,
         foreign_keys: Vec::new(),
         origin,
     })

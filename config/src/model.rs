@@ -376,6 +376,8 @@ pub struct Port {
     pub columns: Option<Vec<Column>>,
     /// Primary key columns.
     pub primary_key: Vec<String>,
+    /// Contract version (`version`), when declared.
+    pub version: Option<u64>,
     /// Foreign keys.
     pub foreign_keys: Vec<ForeignKey>,
     /// Where the port is declared.

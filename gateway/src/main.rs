@@ -1,4 +1,4 @@
-//! The `meshgate` command line: serve, validate, demo, hash-password, new-token.
+//! The `meshgate` command line: serve, validate, diff, demo, hash-password, new-token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +21,35 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    /// One change per line.
+    Text,
+    /// A pull-request comment.
+    Markdown,
+    /// `{ "breaking": bool, "changes": [...] }`.
+    Json,
+}
+
+/// Loads a mesh for `diff`: every problem except unresolved secrets is an error.
+fn load_for_diff(dir: &std::path::Path) -> Result<meshgate_config::Mesh, String> {
+    let (mesh, errors) = meshgate_config::load_mesh_lenient(dir);
+    let fatal: Vec<String> = errors
+        .iter()
+        .filter(|e| !e.message.contains("secret `{"))
+        .map(|e| format!("  {e}"))
+        .collect();
+    if fatal.is_empty() {
+        Ok(mesh)
+    } else {
+        Err(format!(
+            "{} is not a valid mesh:\n{}",
+            dir.display(),
+            fatal.join("\n")
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -81,6 +110,18 @@ enum Command {
         scale: f64,
         #[command(flatten)]
         serve: ServeArgs,
+    },
+    /// Compare two versions of a mesh (say main and a pull request) for consumers: every change
+    /// classed breaking, compatible or policy. Exit 0 when compatible, 2 when breaking, 1 on
+    /// error. Secrets need not be set.
+    Diff {
+        /// The mesh directory before the change.
+        old: PathBuf,
+        /// The mesh directory after the change.
+        new: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
     },
     /// Print the argon2id hash of a password read from standard input (first line), for
     /// `auth.users[].password_hash`. Example: `printf '%s' "$PW" | meshgate hash-password`.
@@ -219,6 +260,32 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Diff { old, new, format } => {
+            let (old, new) = match (load_for_diff(&old), load_for_diff(&new)) {
+                (Ok(o), Ok(n)) => (o, n),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let report = meshgate_config::diff::diff_meshes(&old, &new);
+            match format {
+                DiffFormat::Text => print!("{}", report.text()),
+                DiffFormat::Markdown => print!("{}", report.markdown()),
+                DiffFormat::Json => match serde_json::to_string_pretty(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+            return if report.breaking {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
         Command::HashPassword => {
             let mut line = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut line) {
