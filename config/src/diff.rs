@@ -539,7 +539,7 @@ fn describe_binding(p: &Port) -> String {
         .as_ref()
         .map(|t| format!("table {t}"))
         .or_else(|| p.binding.query.as_ref().map(|_| "a query".to_string()))
-        .or_else(|| p.binding.location.as_ref().map(|l| format!("{l}")))
+        .or_else(|| p.binding.location.as_ref().map(|l| l.to_string()))
         .unwrap_or_else(|| "?".into())
 }
 
