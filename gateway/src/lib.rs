@@ -35,6 +35,7 @@ pub mod demo;
 pub mod error;
 pub mod flight;
 pub mod limits;
+pub mod live;
 pub mod query;
 pub mod security;
 pub mod server;

@@ -23,6 +23,14 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON.
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DiffFormat {
     /// One change per line.
@@ -99,6 +107,14 @@ enum Command {
     Validate {
         /// The mesh directory.
         dir: PathBuf,
+        /// Also connect to every source and compare each port's live schema with its
+        /// contract (missing tables, files and columns, incompatible types, nullable columns
+        /// behind `required`); exit 0 only when every port matches.
+        #[arg(long)]
+        live: bool,
+        /// Output format of the report.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Generate (first time) and serve the TPC-H demo mesh of three domains.
     Demo {
@@ -319,22 +335,50 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Command::Validate { dir } => {
-            return match load_and_check(&dir, &default_registry()) {
-                Ok(mesh) => {
-                    let ports = mesh.ports().count();
-                    println!(
-                        "{}: valid ({} sources, {} domains, {ports} ports)",
-                        dir.display(),
-                        mesh.sources.len(),
-                        mesh.domains.len()
-                    );
-                    ExitCode::SUCCESS
-                }
+        Command::Validate { dir, live, format } => {
+            let mesh = match load_and_check(&dir, &default_registry()) {
+                Ok(mesh) => mesh,
                 Err(errors) => {
+                    if format == ReportFormat::Json {
+                        let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                        println!("{}", serde_json::json!({ "valid": false, "errors": list }));
+                    }
                     eprint!("{errors}");
-                    ExitCode::FAILURE
+                    return ExitCode::FAILURE;
                 }
+            };
+            let ports = mesh.ports().count();
+            let summary = format!(
+                "{}: valid ({} sources, {} domains, {ports} ports)",
+                dir.display(),
+                mesh.sources.len(),
+                mesh.domains.len()
+            );
+            if !live {
+                match format {
+                    ReportFormat::Text => println!("{summary}"),
+                    ReportFormat::Json => println!("{}", serde_json::json!({ "valid": true })),
+                }
+                return ExitCode::SUCCESS;
+            }
+            let checks = runtime.block_on(meshgate::live::check_live(&mesh, &default_registry()));
+            let all_ok = checks
+                .iter()
+                .all(|c| c.status == meshgate::live::LiveStatus::Ok);
+            match format {
+                ReportFormat::Text => {
+                    println!("{summary}");
+                    print!("{}", meshgate::live::render_text(&checks));
+                }
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "valid": true, "live": all_ok, "ports": checks })
+                ),
+            }
+            return if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             };
         }
         Command::Serve { config, serve } => {

@@ -100,3 +100,50 @@ def test_validate_checks_policies_against_contracts(tmp_path: pathlib.Path):
     assert "no port of x.p has every column" in r.stderr and "regoin" in r.stderr, r.stderr
     assert "is not a SQL expression" in r.stderr, r.stderr
     assert "password_hash is not a valid PHC string" in r.stderr, r.stderr
+
+
+def live_copy(demo_data: pathlib.Path, dest: pathlib.Path, edits=()):
+    """The generated demo mesh (its data linked, not copied) with text edits to its files."""
+    import shutil
+
+    shutil.copytree(demo_data, dest, ignore=shutil.ignore_patterns("data", "*.log"))
+    (dest / "data").symlink_to(demo_data / "data")
+    for rel, old, new in edits:
+        p = dest / rel
+        text = p.read_text()
+        assert old in text, (rel, old)
+        p.write_text(text.replace(old, new))
+    return dest
+
+
+def test_validate_live_on_the_demo_and_its_drift(gateway, tmp_path: pathlib.Path):
+    import json
+
+    ok = live_copy(gateway["data"], tmp_path / "ok")
+    r = run("validate", "--live", str(ok))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "8 ports checked: 8 ok, 0 not" in r.stdout
+
+    drift = live_copy(gateway["data"], tmp_path / "drift", [
+        ("domains/customers/crm.yaml", "name: c_phone,", "name: c_telephone,"),
+        ("domains/customers/crm.yaml", "name: c_name, type: string", "name: c_name, type: bigint"),
+        ("domains/sales/orders.yaml", "location: orders.parquet", "location: orders-2024.parquet"),
+        ("mesh.yaml", "sources:\n", "sources:\n  - { name: far, kind: postgres, options: { host: 127.0.0.1, port: 1, database: x, user: x, password: { env: HOME }, connect_timeout_ms: 1000 } }\n"),
+        ("domains/supply/catalog.yaml", "ports:\n", "ports:\n  - { name: remote, source: far, table: t }\n"),
+    ])
+    r = run("validate", "--live", str(drift))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "DRIFT        customers.crm.customer" in r.stdout
+    assert "column `c_telephone` is missing from the source" in r.stdout
+    assert "`c_name` is Utf8 in the source, incompatible with the contract's bigint" in r.stdout
+    assert "MISSING      sales.orders.orders" in r.stdout
+    assert "UNREACHABLE  supply.catalog.remote" in r.stdout and "127.0.0.1:1" in r.stdout
+    assert "ok           supply.catalog.part" in r.stdout
+
+    r = run("validate", "--live", "--format", "json", str(drift))
+    assert r.returncode == 1
+    report = json.loads(r.stdout)
+    status = {p["port"]: p["status"] for p in report["ports"]}
+    assert status["customers.crm.customer"] == "drift" and status["sales.orders.orders"] == "missing"
+    assert status["supply.catalog.remote"] == "unreachable" and status["customers.crm.nation"] == "ok"
+    assert report["live"] is False

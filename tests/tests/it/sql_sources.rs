@@ -535,3 +535,71 @@ fn text_of_one(batches: &[RecordBatch]) -> String {
     .value(0)
     .to_string()
 }
+
+/// `validate --live` against a real PostgreSQL table whose schema changes under the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_validation_reports_postgres_schema_drift() {
+    use meshgate::live::{check_live, LiveStatus};
+    let dbs = loaded_dbs().await;
+    let pg = dbs::pg_client(&dbs.pg.addr).await;
+    // A table of its own, so that parallel tests are not disturbed.
+    let table = format!("live_{}", std::process::id());
+    pg.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id bigint NOT NULL, name text, amount numeric(10,2), extra int)"
+    ))
+    .await
+    .expect("create");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(dir.path().join("secrets")).expect("mkdir");
+    std::fs::write(dir.path().join("secrets/pg"), &dbs.pg.addr.password).expect("secret");
+    write_file(
+        dir.path(),
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: live\nsources:\n  - {{ name: pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable }} }}\n  - {{ name: gone, kind: postgres, options: {{ host: 127.0.0.1, port: 1, database: x, user: x, password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 1000 }} }}\n",
+            dbs.pg.addr.host, dbs.pg.addr.port, dbs.pg.addr.database, dbs.pg.addr.user
+        ),
+    );
+    write_file(
+        dir.path(),
+        "domains/d/p.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: d\nname: p\nowner: {{ team: t }}\nports:\n  - name: t\n    source: pg\n    table: {table}\n    columns:\n      - {{ name: id, type: bigint, required: true }}\n      - {{ name: name, type: string }}\n      - {{ name: amount, type: \"decimal(12,2)\" }}\n  - {{ name: far, source: gone, table: x }}\n"
+        ),
+    );
+    let registry = meshgate::connectors::default_registry();
+    let load = || meshgate::connectors::load_and_check(dir.path(), &registry).expect("valid");
+    let port = |checks: &[meshgate::live::PortCheck], name: &str| {
+        checks
+            .iter()
+            .find(|c| c.port == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {checks:?}"))
+    };
+    let checks = check_live(&load(), &registry).await;
+    assert_eq!(port(&checks, "d.p.t").status, LiveStatus::Ok, "{checks:?}");
+    let far = port(&checks, "d.p.far");
+    assert_eq!(far.status, LiveStatus::Unreachable, "{far:?}");
+    assert!(far.problems[0].contains("127.0.0.1:1"), "{far:?}");
+
+    pg.batch_execute(&format!(
+        "ALTER TABLE {table} ALTER COLUMN id DROP NOT NULL; ALTER TABLE {table} ALTER COLUMN amount TYPE text; ALTER TABLE {table} DROP COLUMN name"
+    ))
+    .await
+    .expect("alter");
+    let t = port(&check_live(&load(), &registry).await, "d.p.t");
+    assert_eq!(t.status, LiveStatus::Drift, "{t:?}");
+    let all = t.problems.join("\n");
+    for needle in [
+        "`id` is required by the contract but nullable",
+        "`amount` is Utf8 in the source, incompatible with the contract's decimal(12,2)",
+        "`name` is missing from the source",
+    ] {
+        assert!(all.contains(needle), "`{needle}` in {all}");
+    }
+    pg.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
+    let t = port(&check_live(&load(), &registry).await, "d.p.t");
+    assert_eq!(t.status, LiveStatus::Missing, "{t:?}");
+}
