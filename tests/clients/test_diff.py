@@ -158,3 +158,24 @@ def test_errors_exit_1(tmp_path):
 def test_unset_secrets_do_not_stop_a_diff():
     r = diff(ROOT / "config" / "examples" / "sql", ROOT / "config" / "examples" / "sql", "text")
     assert r.returncode == 0, r.stderr
+
+
+def test_the_ci_workflow_runs_commands_that_exist(tmp_path):
+    """The example GitHub workflow's commands, run here against the demo mesh as base and head."""
+    import yaml as _yaml
+
+    wf = _yaml.safe_load((ROOT / "config/examples/ci/.github/workflows/mesh.yml").read_text())
+    steps = wf["jobs"]["check"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert 'meshgate validate "$MESH_DIR"' in runs
+    diff_line = [line.strip() for line in runs.splitlines() if line.strip().startswith("meshgate diff")][0]
+    base = tmp_path / "base"
+    (base / "mesh").parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(DEMO, base / "mesh")
+    head = variant(tmp_path, "mesh", {CRM: [("name: c_name, type: string", "name: c_name, type: bigint")]})
+    cmd = diff_line.replace("meshgate", BIN, 1).replace('"/tmp/base/$MESH_DIR"', str(base / "mesh")).replace('"$MESH_DIR"', str(head))
+    cmd = cmd.split(">")[0]
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "### Breaking changes" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([BIN, "validate", str(head)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
