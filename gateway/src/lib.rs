@@ -37,6 +37,7 @@ pub mod flight;
 pub mod limits;
 pub mod live;
 pub mod query;
+pub mod reload;
 pub mod security;
 pub mod server;
 pub mod source_reads;

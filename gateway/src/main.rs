@@ -84,6 +84,11 @@ struct ServeArgs {
     /// it each process signs with a random key.
     #[arg(long, env = "MESHGATE_TICKET_KEY_FILE")]
     ticket_key_file: Option<PathBuf>,
+    /// How often the mesh directory is checked for changes, in seconds (0: only on SIGHUP).
+    /// A valid changed mesh is swapped in without interrupting running queries; an invalid one
+    /// is refused and logged.
+    #[arg(long, default_value_t = 2)]
+    reload_interval_s: u64,
     /// How long a ticket from GetFlightInfo stays valid, in seconds.
     #[arg(long, default_value_t = 3600)]
     ticket_ttl_s: u64,
@@ -246,6 +251,15 @@ async fn run_server(
 ) -> Result<(), GatewayError> {
     let opts = options(args)?;
     let service = service_for_dir(&dir, &default_registry(), &opts, exec).await?;
+    let interval = (args.reload_interval_s > 0)
+        .then(|| std::time::Duration::from_secs(args.reload_interval_s));
+    meshgate::reload::spawn_watcher(
+        dir.clone(),
+        default_registry(),
+        opts.clone(),
+        service.clone(),
+        interval,
+    );
     let shutdown = shutdown_signal();
     let (listener, addr) = bind(args.flight_addr).await?;
     tracing::info!(%addr, mesh = %dir.display(), "meshgate is serving Flight SQL");
