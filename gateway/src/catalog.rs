@@ -50,6 +50,10 @@ pub struct MeshCatalog {
     failed: Mutex<BTreeMap<PortKey, FailedPort>>,
     /// Serializes re-opening, so that a burst of queries makes one attempt.
     reopening: tokio::sync::Mutex<()>,
+    /// Ports whose source no longer matches their contract, with what differs.
+    degraded: RwLock<BTreeMap<PortKey, Vec<String>>>,
+    /// When each port's source schema was last compared with its contract.
+    drift_checked: RwLock<BTreeMap<PortKey, std::time::SystemTime>>,
     session: SessionState,
     list: Arc<MeshCatalogList>,
 }
@@ -101,6 +105,8 @@ impl MeshCatalog {
             ports: RwLock::new(BTreeMap::new()),
             failed: Mutex::new(BTreeMap::new()),
             reopening: tokio::sync::Mutex::new(()),
+            degraded: RwLock::new(BTreeMap::new()),
+            drift_checked: RwLock::new(BTreeMap::new()),
             session: session.clone(),
             list,
         };
@@ -199,6 +205,81 @@ impl MeshCatalog {
             .iter()
             .map(|(k, f)| (k.clone(), f.error.clone()))
             .collect()
+    }
+
+    /// Why a port is degraded (its source no longer matches its contract), if it is.
+    pub fn degraded(&self, key: &PortKey) -> Option<Vec<String>> {
+        read(&self.degraded).get(key).cloned()
+    }
+
+    /// Every degraded port with what differs.
+    pub fn degraded_ports(&self) -> BTreeMap<PortKey, Vec<String>> {
+        read(&self.degraded).clone()
+    }
+
+    /// When a port's schema was last checked against its contract.
+    pub fn drift_checked(&self, key: &PortKey) -> Option<std::time::SystemTime> {
+        read(&self.drift_checked).get(key).copied()
+    }
+
+    /// Compares every port's live source schema with its contract. An incompatible source
+    /// degrades the port (its queries fail FAILED_PRECONDITION); a compatible change (extra
+    /// columns, wider types) stays behind the contract and the port is re-opened with the new
+    /// schema; a degraded port whose source is fixed serves again. Unreachable sources are
+    /// left to the retry-on-use path.
+    pub async fn check_drift(&self) {
+        for (domain, product, port) in self.mesh.ports() {
+            let key = (
+                domain.name.to_string(),
+                product.name.to_string(),
+                port.name.to_string(),
+            );
+            let name = format!("{}.{}.{}", key.0, key.1, key.2);
+            let Some(Ok(connector)) = self.connectors.get(port.source.as_str()) else {
+                continue;
+            };
+            let kind = self
+                .mesh
+                .sources
+                .get(port.source.as_str())
+                .map(|s| s.kind.clone())
+                .unwrap_or_default();
+            let problems = match connector
+                .open_port(&self.session, &port_request(product, port))
+                .await
+            {
+                Ok(opened) => {
+                    let fresh = opened.provider.schema();
+                    let problems = crate::live::contract_drift(port, &kind, &fresh);
+                    if problems.is_empty() {
+                        let stale = read(&self.ports)
+                            .get(&key)
+                            .is_none_or(|s| s.table.source_schema() != fresh);
+                        if stale {
+                            let _one_at_a_time = self.reopening.lock().await;
+                            let _ = self.open(key.clone(), product, port).await;
+                        }
+                    }
+                    problems
+                }
+                Err(e) if e.class == meshgate_connector::ErrorClass::NotFound => {
+                    vec![format!("the source object is missing: {}", e.message)]
+                }
+                Err(_) => continue,
+            };
+            write(&self.drift_checked).insert(key.clone(), std::time::SystemTime::now());
+            let was = write(&self.degraded).remove(&key);
+            if problems.is_empty() {
+                if was.is_some() {
+                    tracing::info!(port = %name, "port recovered: its source matches the contract again");
+                }
+            } else {
+                if was.as_ref() != Some(&problems) {
+                    tracing::warn!(port = %name, owner = %product.owner.team, problems = %problems.join("; "), "port degraded: its source no longer matches the contract");
+                }
+                write(&self.degraded).insert(key, problems);
+            }
+        }
     }
 
     /// The catalog list registered in every query session.

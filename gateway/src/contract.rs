@@ -222,6 +222,11 @@ impl PortTable {
         })
     }
 
+    /// The schema of the source table behind the contract, as it was when the port opened.
+    pub fn source_schema(&self) -> SchemaRef {
+        self.source.schema()
+    }
+
     /// Whether the port is a plain view of source columns: every served column is a source
     /// column of the same name and type (a contract may still hide, reorder and require
     /// columns). Only such ports are federated.

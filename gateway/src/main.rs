@@ -89,6 +89,10 @@ struct ServeArgs {
     /// is refused and logged.
     #[arg(long, default_value_t = 2)]
     reload_interval_s: u64,
+    /// How often each port's source schema is compared with its contract, in seconds (also
+    /// once at start-up; 0: only then). An incompatible source degrades its port.
+    #[arg(long, default_value_t = 300)]
+    drift_check_interval_s: u64,
     /// How long a ticket from GetFlightInfo stays valid, in seconds.
     #[arg(long, default_value_t = 3600)]
     ticket_ttl_s: u64,
@@ -174,6 +178,8 @@ fn options(args: &ServeArgs) -> Result<GatewayOptions, GatewayError> {
         ..Default::default()
     };
     o.flight.ticket_ttl = std::time::Duration::from_secs(args.ticket_ttl_s.max(1));
+    o.drift_interval = (args.drift_check_interval_s > 0)
+        .then(|| std::time::Duration::from_secs(args.drift_check_interval_s));
     if let Some(n) = args.target_partitions {
         o.target_partitions = n.max(1);
     }

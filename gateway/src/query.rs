@@ -488,10 +488,33 @@ fn check_tables(
         if declared && !policy.can_read_names(principal, &key.0, &key.1) {
             return Err(policy.denied(&key.0, &key.1));
         }
+        if let Some(problems) = catalog.degraded(&key) {
+            let owner = catalog
+                .mesh
+                .domains
+                .get(key.0.as_str())
+                .and_then(|d| d.products.get(key.1.as_str()))
+                .map(|p| match &p.owner.email {
+                    Some(e) => format!("{} <{e}>", p.owner.team),
+                    None => p.owner.team.clone(),
+                })
+                .unwrap_or_default();
+            return Err(GatewayError::ContractViolation(format!(
+                "port {}.{}.{} is degraded: its source no longer matches the contract ({}); \
+                 its owner, {owner}, must fix the source or the contract",
+                key.0,
+                key.1,
+                key.2,
+                problems.join("; ")
+            )));
+        }
         // A port whose source was down is tried again here, so it serves once it is back.
         match handle.block_on(catalog.ensure_port(&key)) {
             Ok(true) => continue,
             Ok(false) => {}
+            Err(GatewayError::ContractViolation(m)) => {
+                return Err(GatewayError::ContractViolation(m));
+            }
             Err(e) => {
                 return Err(GatewayError::Unavailable(format!(
                     "port {}.{}.{} is not available: {e}",

@@ -31,6 +31,9 @@ pub struct GatewayOptions {
     pub limits: SqlLimits,
     /// Flight settings.
     pub flight: FlightSettings,
+    /// How often each port's source schema is compared with its contract (also once at
+    /// start-up); `None`: only at start-up.
+    pub drift_interval: Option<Duration>,
 }
 
 impl Default for GatewayOptions {
@@ -42,6 +45,7 @@ impl Default for GatewayOptions {
             memory_limit: 4 << 30,
             limits: SqlLimits::default(),
             flight: FlightSettings::default(),
+            drift_interval: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -72,12 +76,32 @@ pub async fn build_engine(
         unavailable = catalog.unavailable().len(),
         "mesh loaded"
     );
+    spawn_drift_checks(&catalog, opts.drift_interval);
     Ok(Arc::new(QueryEngine::new(
         catalog,
         runtime,
         opts.target_partitions,
         opts.limits.clone(),
     )))
+}
+
+/// Compares the sources with the contracts now and then every `interval`, for as long as the
+/// catalog serves (a reload drops it and the checks stop).
+fn spawn_drift_checks(catalog: &Arc<MeshCatalog>, interval: Option<Duration>) {
+    let weak = Arc::downgrade(catalog);
+    tokio::spawn(async move {
+        loop {
+            let Some(catalog) = weak.upgrade() else {
+                return;
+            };
+            catalog.check_drift().await;
+            drop(catalog);
+            match interval {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return,
+            }
+        }
+    });
 }
 
 /// Loads and checks the mesh directory, then builds the Flight SQL service over it.

@@ -603,3 +603,90 @@ async fn live_validation_reports_postgres_schema_drift() {
     let t = port(&check_live(&load(), &registry).await, "d.p.t");
     assert_eq!(t.status, LiveStatus::Missing, "{t:?}");
 }
+
+/// Runtime drift: an ALTER TABLE under a serving gateway degrades that port only
+/// (FAILED_PRECONDITION naming port, column and owner); fixing the source recovers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_drift_degrades_and_recovers_a_port() {
+    let dbs = loaded_dbs().await;
+    let pg = dbs::pg_client(&dbs.pg.addr).await;
+    let table = format!("drift_{}", std::process::id());
+    pg.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id bigint NOT NULL, amount numeric(10,2)); INSERT INTO {table} VALUES (1, 2.50), (2, 3.25)"
+    ))
+    .await
+    .expect("create");
+    let mesh = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
+    let crm = mesh.path().join("domains/customers/crm.yaml");
+    let product = std::fs::read_to_string(&crm).expect("crm").replace(
+        "owner: { team: customers }",
+        "owner: { team: customers, email: crm@example.com }",
+    ) + &format!(
+        "  - name: payments\n    source: crm_pg\n    table: {table}\n    columns:\n      - {{ name: id, type: bigint, required: true }}\n      - {{ name: amount, type: \"decimal(12,2)\" }}\n"
+    );
+    std::fs::write(&crm, product).expect("write");
+    let opts = meshgate::server::GatewayOptions {
+        drift_interval: Some(std::time::Duration::from_millis(500)),
+        ..Default::default()
+    };
+    let gw = TestGateway::start_with(mesh.path(), opts).await;
+    let mut c = gw.client().await;
+    let sum = "SELECT sum(amount) AS s FROM customers.crm.payments";
+    assert_eq!(row_count(&query(&mut c, sum).await.expect("ok before")), 1);
+
+    // An extra column and a wider type are compatible: hidden behind the contract.
+    pg.batch_execute(&format!(
+        "ALTER TABLE {table} ADD COLUMN note text; ALTER TABLE {table} ALTER COLUMN amount TYPE numeric(11,2)"
+    ))
+    .await
+    .expect("compatible alter");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    query(&mut c, sum)
+        .await
+        .expect("compatible change keeps serving");
+
+    pg.batch_execute(&format!(
+        "ALTER TABLE {table} ALTER COLUMN amount TYPE text"
+    ))
+    .await
+    .expect("incompatible alter");
+    let mut err = None;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if let Err(e) = query(&mut c, sum).await {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.expect("the port degrades");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    for needle in ["customers.crm.payments", "`amount`", "crm@example.com"] {
+        assert!(
+            err.message().contains(needle),
+            "`{needle}` in {}",
+            err.message()
+        );
+    }
+    // Other ports keep serving.
+    query(&mut c, "SELECT count(*) FROM customers.crm.nation")
+        .await
+        .expect("other ports serve");
+
+    pg.batch_execute(&format!(
+        "ALTER TABLE {table} ALTER COLUMN amount TYPE numeric(10,2) USING amount::numeric"
+    ))
+    .await
+    .expect("fix");
+    let mut recovered = false;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if query(&mut c, sum).await.is_ok() {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the port serves again once the source is fixed");
+    pg.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
+}
