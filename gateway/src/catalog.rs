@@ -262,8 +262,10 @@ impl MeshCatalog {
                     }
                     problems
                 }
+                // A missing table or file is not drift: the port answers UNAVAILABLE on use.
                 Err(e) if e.class == meshgate_connector::ErrorClass::NotFound => {
-                    vec![format!("the source object is missing: {}", e.message)]
+                    write(&self.degraded).remove(&key);
+                    continue;
                 }
                 Err(_) => continue,
             };

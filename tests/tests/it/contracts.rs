@@ -129,7 +129,8 @@ async fn a_port_that_breaks_its_contract_is_unavailable_with_the_reason() {
     let e = query(&mut c, "SELECT * FROM ops.events.broken")
         .await
         .expect_err("broken");
-    assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+    // A source that does not match the contract: FAILED_PRECONDITION (issue 5), not a retry.
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
     assert!(e.message().contains("missing_column"), "{}", e.message());
     // The rest of the mesh serves.
     assert_eq!(
