@@ -398,6 +398,10 @@ pub struct PortDoc {
     /// The contract: when present, results follow it exactly and other columns are invisible.
     #[serde(default)]
     pub columns: Option<Vec<ColumnDoc>>,
+    /// The contract as an ODCS v3 document (path relative to this file), instead of `columns`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub contract: Option<Spanned<String>>,
     /// Columns that identify a row (served by GetPrimaryKeys).
     #[serde(default)]
     pub primary_key: Vec<String>,

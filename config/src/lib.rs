@@ -16,6 +16,7 @@ pub mod doc;
 mod error;
 mod load;
 mod model;
+pub mod odcs;
 mod schema;
 mod secrets;
 mod security;

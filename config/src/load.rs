@@ -367,6 +367,41 @@ fn build_port(
         }
         columns = Some(out);
     }
+    let mut contract_file = None;
+    let mut freshness = None;
+    if let Some(c) = &p.contract {
+        let at = Origin::at(file, c.referenced);
+        if columns.is_some() {
+            errors.push(ConfigError::new(
+                at,
+                format!(
+                    "port `{}`: give either `columns` or `contract`, not both",
+                    p.name.value
+                ),
+            ));
+        } else {
+            let path = file.parent().unwrap_or(Path::new(".")).join(&c.value);
+            match crate::odcs::import(&path, &p.name.value, p.table.as_deref()) {
+                Ok(imported) => {
+                    for k in &p.primary_key {
+                        if !imported.columns.iter().any(|x| &x.name == k) {
+                            errors.push(ConfigError::new(
+                                at.clone(),
+                                format!(
+                                    "primary key column `{k}` is not in the contract of port `{}`",
+                                    p.name.value
+                                ),
+                            ));
+                        }
+                    }
+                    columns = Some(imported.columns);
+                    freshness = imported.freshness;
+                    contract_file = Some(path);
+                }
+                Err(e) => errors.push(ConfigError::new(at, e)),
+            }
+        }
+    }
     let options = match p.options {
         Some(Spanned {
             value: v @ serde_json::Value::Object(_),
@@ -404,6 +439,8 @@ fn build_port(
         columns,
         primary_key: p.primary_key,
         version: p.version,
+        contract_file,
+        freshness,
         foreign_keys: Vec::new(),
         origin,
     })
@@ -488,6 +525,14 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
+/// ODCS documents (`*.odcs.yaml`) may sit next to product files: they are contracts, not
+/// product files.
+fn is_odcs_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".odcs.yaml") || n.ends_with(".odcs.yml"))
+}
+
 fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<ConfigError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -506,7 +551,8 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Confi
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        ) {
+        ) && !is_odcs_file(&path)
+        {
             out.push(path);
         }
     }

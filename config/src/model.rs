@@ -378,6 +378,10 @@ pub struct Port {
     pub primary_key: Vec<String>,
     /// Contract version (`version`), when declared.
     pub version: Option<u64>,
+    /// The ODCS document the contract came from, when `contract:` names one.
+    pub contract_file: Option<PathBuf>,
+    /// Freshness SLA (from an ODCS document), e.g. `24h`.
+    pub freshness: Option<String>,
     /// Foreign keys.
     pub foreign_keys: Vec<ForeignKey>,
     /// Where the port is declared.

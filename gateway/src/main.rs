@@ -23,6 +23,21 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, Subcommand)]
+enum ContractCommand {
+    /// Write the ODCS v3 (Open Data Contract Standard) document of a port's contract.
+    Export {
+        /// The port, `domain.product.port`.
+        port: String,
+        /// The mesh directory.
+        #[arg(long, env = "MESHGATE_CONFIG", default_value = ".")]
+        config: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ReportFormat {
     /// Human-readable lines.
@@ -147,6 +162,12 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
         format: DiffFormat,
+    },
+    /// Data contracts: `meshgate contract export DOMAIN.PRODUCT.PORT` writes an ODCS v3
+    /// document for a port.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
     },
     /// Print the argon2id hash of a password read from standard input (first line), for
     /// `auth.users[].password_hash`. Example: `printf '%s' "$PW" | meshgate hash-password`.
@@ -320,6 +341,50 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
+            };
+        }
+        Command::Contract {
+            command:
+                ContractCommand::Export {
+                    port,
+                    config,
+                    output,
+                },
+        } => {
+            let mesh = match load_for_diff(&config) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let found = mesh
+                .ports()
+                .find(|(d, p, t)| format!("{}.{}.{}", d.name, p.name, t.name) == port);
+            let Some((_, product, p)) = found else {
+                eprintln!(
+                    "error: `{port}` is not a port of {} (write domain.product.port)",
+                    config.display()
+                );
+                return ExitCode::FAILURE;
+            };
+            if p.columns.is_none() {
+                eprintln!("error: port {port} has no contract (`columns`) to export");
+                return ExitCode::FAILURE;
+            }
+            let doc = meshgate_config::odcs::export(product, p);
+            return match output {
+                Some(path) => match std::fs::write(&path, doc) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: cannot write {}: {e}", path.display());
+                        ExitCode::FAILURE
+                    }
+                },
+                None => {
+                    print!("{doc}");
+                    ExitCode::SUCCESS
+                }
             };
         }
         Command::HashPassword => {
