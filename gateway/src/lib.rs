@@ -41,3 +41,4 @@ pub mod reload;
 pub mod security;
 pub mod server;
 pub mod source_reads;
+pub mod system;

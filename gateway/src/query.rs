@@ -484,6 +484,12 @@ fn check_tables(
             full.schema.to_string(),
             full.table.to_string(),
         );
+        if key.0 == crate::system::SYSTEM_CATALOG
+            && key.1 == crate::system::SYSTEM_SCHEMA
+            && crate::system::SYSTEM_TABLES.contains(&key.2.as_str())
+        {
+            continue;
+        }
         let declared = catalog.mesh.port(&key.0, &key.1, &key.2).is_some();
         if declared && !policy.can_read_names(principal, &key.0, &key.1) {
             return Err(policy.denied(&key.0, &key.1));

@@ -246,6 +246,18 @@ def test_listings_show_only_readable_products(secure):
     assert "crm" not in inspect(engine).get_schema_names()
 
 
+def test_the_mesh_catalog_lists_only_readable_ports(secure):
+    with connect(secure, header=f"Bearer {secure['token']}") as c:
+        t = query(c, "SELECT domain, product, port, status FROM mesh.catalog.ports")
+        assert {r["domain"] for r in t.to_pylist()} == {"sales", "supply"}
+        assert {r["status"] for r in t.to_pylist()} == {"ok"}
+    with as_user(secure, "analyst") as c:
+        t = query(c, "SELECT count(*) AS n FROM mesh.catalog.ports")
+        assert t.column("n")[0].as_py() == 8
+    with as_user(secure, "outsider") as c:
+        assert query(c, "SELECT * FROM mesh.catalog.ports").num_rows == 0
+
+
 def test_reading_another_product_is_denied_with_its_owner(secure):
     with connect(secure, header=f"Bearer {secure['token']}") as c:
         with pytest.raises(Exception) as e:

@@ -668,16 +668,26 @@ impl CatalogProviderList for PrincipalCatalogList {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        self.policy
+        let mut names: Vec<String> = self
+            .policy
             .mesh
             .domains
             .keys()
             .filter(|d| !self.readable_products(d.as_str()).is_empty())
             .map(|d| d.to_string())
-            .collect()
+            .collect();
+        names.push(crate::system::SYSTEM_CATALOG.to_string());
+        names
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        if name == crate::system::SYSTEM_CATALOG {
+            return Some(Arc::new(crate::system::SystemCatalog::new(
+                Arc::clone(&self.catalog),
+                Arc::clone(&self.policy),
+                Arc::clone(&self.principal),
+            )));
+        }
         let products = self.readable_products(name);
         if products.is_empty() {
             return None;

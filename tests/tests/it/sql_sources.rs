@@ -671,6 +671,13 @@ async fn runtime_drift_degrades_and_recovers_a_port() {
     query(&mut c, "SELECT count(*) FROM customers.crm.nation")
         .await
         .expect("other ports serve");
+    // The catalog shows the port's status and why.
+    let status = "SELECT status, problems, last_drift_check IS NOT NULL AS checked FROM mesh.catalog.ports WHERE port = 'payments'";
+    let shown = text(&query(&mut c, status).await.expect("catalog"));
+    assert!(
+        shown.contains("degraded") && shown.contains("amount") && shown.contains("true"),
+        "{shown}"
+    );
 
     pg.batch_execute(&format!(
         "ALTER TABLE {table} ALTER COLUMN amount TYPE numeric(10,2) USING amount::numeric"
@@ -686,6 +693,8 @@ async fn runtime_drift_degrades_and_recovers_a_port() {
         }
     }
     assert!(recovered, "the port serves again once the source is fixed");
+    let shown = text(&query(&mut c, status).await.expect("catalog"));
+    assert!(shown.contains("| ok "), "{shown}");
     pg.batch_execute(&format!("DROP TABLE {table}"))
         .await
         .expect("drop");
