@@ -36,6 +36,7 @@ pub mod error;
 pub mod flight;
 pub mod limits;
 pub mod live;
+pub mod metrics;
 pub mod query;
 pub mod reload;
 pub mod security;

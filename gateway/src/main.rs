@@ -88,6 +88,9 @@ struct ServeArgs {
     /// Address of the Flight SQL endpoint.
     #[arg(long, default_value = "127.0.0.1:50051", env = "MESHGATE_FLIGHT_ADDR")]
     flight_addr: SocketAddr,
+    /// Address of the HTTP endpoints: /metrics (Prometheus), /health/live, /health/ready.
+    #[arg(long, default_value = "127.0.0.1:9090", env = "MESHGATE_HTTP_ADDR")]
+    http_addr: SocketAddr,
     /// Memory all running queries may use together, in MiB.
     #[arg(long, default_value_t = 4096)]
     memory_limit_mb: usize,
@@ -280,7 +283,7 @@ async fn run_server(
     let service = service_for_dir(&dir, &default_registry(), &opts, exec).await?;
     let interval = (args.reload_interval_s > 0)
         .then(|| std::time::Duration::from_secs(args.reload_interval_s));
-    meshgate::reload::spawn_watcher(
+    let reloads = meshgate::reload::spawn_watcher(
         dir.clone(),
         default_registry(),
         opts.clone(),
@@ -288,12 +291,27 @@ async fn run_server(
         interval,
     );
     let shutdown = shutdown_signal();
+    let (http_listener, http_addr) = meshgate::metrics::bind_http(args.http_addr).await?;
     let (listener, addr) = bind(args.flight_addr).await?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(meshgate::metrics::serve_http(
+        http_listener,
+        service.clone(),
+        service.metrics(),
+        reloads,
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
+    tracing::info!(%http_addr, "HTTP endpoints: /metrics, /health/live, /health/ready");
     tracing::info!(%addr, mesh = %dir.display(), "meshgate is serving Flight SQL");
     if let Some(b) = banner {
         println!("{}", b(&addr));
     }
-    serve(listener, service, shutdown).await
+    let result = serve(listener, service, shutdown).await;
+    let _ = stop_http.send(());
+    let _ = http.await;
+    result
 }
 
 fn main() -> ExitCode {

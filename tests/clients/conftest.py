@@ -56,7 +56,7 @@ def gateway(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("demo")
     log = open(data_dir / "meshgate.log", "w")
     proc = subprocess.Popen(
-        [BIN, "demo", "--data-dir", str(data_dir), "--scale", SCALE, "--flight-addr", "127.0.0.1:0"],
+        [BIN, "demo", "--data-dir", str(data_dir), "--scale", SCALE, "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

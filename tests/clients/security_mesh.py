@@ -236,10 +236,13 @@ class Server:
     def __init__(self, mesh_dir: pathlib.Path, extra=()):
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
+        self.http_port = free_port()
+        self.http = f"http://127.0.0.1:{self.http_port}"
         self.log_path = mesh_dir / "meshgate.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--config", str(mesh_dir), "--flight-addr", self.addr, *extra],
+            [BIN, "serve", "--config", str(mesh_dir), "--flight-addr", self.addr,
+             "--http-addr", f"127.0.0.1:{self.http_port}", *extra],
             stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -87,6 +87,7 @@ struct State {
     engine: RwLock<Arc<QueryEngine>>,
     authn: RwLock<Arc<Authenticator>>,
     audit: AuditLog,
+    metrics: Arc<crate::metrics::Metrics>,
     signer: TicketSigner,
     prepared: PreparedStore,
     sql_info: SqlInfoData,
@@ -123,6 +124,26 @@ struct Outcome {
 
 impl State {
     fn record(&self, caller: &Caller, rpc: &str, outcome: Outcome, status: Option<&Status>) {
+        self.metrics.request();
+        // A query is counted once: when its result stream ends, or when planning it fails.
+        let executed = rpc == "DoGet/Statement" || rpc == "DoGet/PreparedStatement";
+        let planning_failed = status.is_some()
+            && matches!(
+                rpc,
+                "GetFlightInfo/Statement"
+                    | "GetFlightInfo/PreparedStatement"
+                    | "DoAction/CreatePreparedStatement"
+            );
+        if executed || planning_failed {
+            self.metrics.query_finished(
+                &caller.principal.name,
+                &status.map_or_else(|| "Ok".to_string(), |s| code_name(s.code())),
+                caller.started.elapsed(),
+                outcome.rows,
+                outcome.bytes,
+                outcome.ports.keys(),
+            );
+        }
         if !self.audit.enabled() {
             return;
         }
@@ -233,6 +254,7 @@ impl MeshFlightSqlService {
             engine: RwLock::new(engine),
             authn: RwLock::new(Arc::new(authn)),
             audit,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
             signer,
             prepared: PreparedStore::new(settings.prepared_ttl, settings.max_prepared),
             settings,
@@ -246,6 +268,11 @@ impl MeshFlightSqlService {
     /// The engine serving now.
     pub fn engine(&self) -> Arc<QueryEngine> {
         Arc::clone(&self.state.engine.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        Arc::clone(&self.state.metrics)
     }
 
     fn authn(&self) -> Arc<Authenticator> {
@@ -441,7 +468,9 @@ impl MeshFlightSqlService {
         let state = Arc::clone(&self.state);
         // A panic while executing must not look like the end of the result: report it.
         let panic_tx = tx.clone();
+        let active = self.state.metrics.query_started();
         self.state.exec.spawn(async move {
+            let _active = active;
             let run = async move {
                 let mut stream = match execute(planned) {
                     Ok(s) => s,
@@ -484,7 +513,11 @@ impl MeshFlightSqlService {
                         break;
                     }
                 }
-                let sources = format_source_reads(&source_reads(&plan_for_log));
+                let reads = source_reads(&plan_for_log);
+                for (source, (r, b)) in &reads {
+                    state.metrics.source_read(source, *r as u64, *b as u64);
+                }
+                let sources = format_source_reads(&reads);
                 tracing::info!(sql = %sql_for_log, principal = %principal, rows, ok = failure.is_none(), elapsed_ms = caller.started.elapsed().as_millis() as u64, sources = %sources, "query finished");
                 outcome.rows = rows;
                 outcome.bytes = bytes;

@@ -1,0 +1,347 @@
+//! Prometheus metrics and the HTTP endpoints (`/metrics`, `/health/live`, `/health/ready`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::error::GatewayError;
+use crate::flight::MeshFlightSqlService;
+use crate::reload::ReloadStats;
+
+/// Upper bounds of the query latency histogram, in seconds.
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// Counters of the gateway; shared by every engine a reload swaps in.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    queries: Mutex<BTreeMap<(String, String), u64>>,
+    latency: Mutex<Histogram>,
+    product_rows: Mutex<BTreeMap<String, (u64, u64)>>,
+    source_reads: Mutex<BTreeMap<String, (u64, u64)>>,
+    active: AtomicI64,
+    requests: AtomicU64,
+}
+
+/// Decrements the active-query gauge when dropped.
+#[derive(Debug)]
+pub struct ActiveQuery(Arc<Metrics>);
+
+impl Drop for ActiveQuery {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A label value, escaped for the text format.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// A query starts: the gauge goes up until the guard drops.
+    pub fn query_started(self: &Arc<Self>) -> ActiveQuery {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveQuery(Arc::clone(self))
+    }
+
+    /// Any RPC was answered.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A query ended with `status` for `principal` after `elapsed`, returning `rows` and
+    /// `bytes`, having read `ports` (`domain.product.port`).
+    pub fn query_finished<'a>(
+        &self,
+        principal: &str,
+        status: &str,
+        elapsed: Duration,
+        rows: u64,
+        bytes: u64,
+        ports: impl Iterator<Item = &'a String>,
+    ) {
+        *lock(&self.queries)
+            .entry((status.to_string(), principal.to_string()))
+            .or_default() += 1;
+        let secs = elapsed.as_secs_f64();
+        {
+            let mut h = lock(&self.latency);
+            if h.counts.is_empty() {
+                h.counts = vec![0; BUCKETS.len()];
+            }
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if secs <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += secs;
+            h.count += 1;
+        }
+        let mut products: Vec<String> = ports
+            .map(|p| {
+                p.rsplit_once('.')
+                    .map_or(p.clone(), |(prod, _)| prod.to_string())
+            })
+            .collect();
+        products.sort();
+        products.dedup();
+        let mut pr = lock(&self.product_rows);
+        for p in products {
+            let e = pr.entry(p).or_default();
+            e.0 += rows;
+            e.1 += bytes;
+        }
+    }
+
+    /// Rows and bytes a query read from `source`.
+    pub fn source_read(&self, source: &str, rows: u64, bytes: u64) {
+        let mut s = lock(&self.source_reads);
+        let e = s.entry(source.to_string()).or_default();
+        e.0 += rows;
+        e.1 += bytes;
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, service: &MeshFlightSqlService, reloads: &ReloadStats) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_queries_total Queries answered, by gRPC status and principal."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_queries_total counter");
+        for ((status, principal), n) in lock(&self.queries).iter() {
+            let _ = writeln!(
+                o,
+                "meshgate_queries_total{{status=\"{}\",principal=\"{}\"}} {n}",
+                esc(status),
+                esc(principal)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_query_duration_seconds Query latency, planning to last row."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_query_duration_seconds histogram");
+        {
+            let h = lock(&self.latency);
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let c = h.counts.get(i).copied().unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "meshgate_query_duration_seconds_bucket{{le=\"{b}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                o,
+                "meshgate_query_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(o, "meshgate_query_duration_seconds_sum {}", h.sum);
+            let _ = writeln!(o, "meshgate_query_duration_seconds_count {}", h.count);
+        }
+        let pr = lock(&self.product_rows);
+        let _ = writeln!(o, "# HELP meshgate_product_rows_returned_total Rows returned by queries that read the product.");
+        let _ = writeln!(o, "# TYPE meshgate_product_rows_returned_total counter");
+        for (p, (rows, _)) in pr.iter() {
+            let _ = writeln!(
+                o,
+                "meshgate_product_rows_returned_total{{product=\"{}\"}} {rows}",
+                esc(p)
+            );
+        }
+        let _ = writeln!(o, "# HELP meshgate_product_bytes_returned_total Arrow bytes returned by queries that read the product.");
+        let _ = writeln!(o, "# TYPE meshgate_product_bytes_returned_total counter");
+        for (p, (_, bytes)) in pr.iter() {
+            let _ = writeln!(
+                o,
+                "meshgate_product_bytes_returned_total{{product=\"{}\"}} {bytes}",
+                esc(p)
+            );
+        }
+        drop(pr);
+        let sr = lock(&self.source_reads);
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_source_rows_read_total Rows read from each source."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_source_rows_read_total counter");
+        for (s, (rows, _)) in sr.iter() {
+            let _ = writeln!(
+                o,
+                "meshgate_source_rows_read_total{{source=\"{}\"}} {rows}",
+                esc(s)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_source_bytes_read_total Arrow bytes read from each source."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_source_bytes_read_total counter");
+        for (s, (_, bytes)) in sr.iter() {
+            let _ = writeln!(
+                o,
+                "meshgate_source_bytes_read_total{{source=\"{}\"}} {bytes}",
+                esc(s)
+            );
+        }
+        drop(sr);
+        let engine = service.engine();
+        let catalog = engine.catalog();
+        let _ = writeln!(o, "# HELP meshgate_active_queries Queries running now.");
+        let _ = writeln!(o, "# TYPE meshgate_active_queries gauge");
+        let _ = writeln!(
+            o,
+            "meshgate_active_queries {}",
+            self.active.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(o, "# HELP meshgate_requests_total gRPC requests answered.");
+        let _ = writeln!(o, "# TYPE meshgate_requests_total counter");
+        let _ = writeln!(
+            o,
+            "meshgate_requests_total {}",
+            self.requests.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_memory_pool_reserved_bytes Memory reserved by running queries."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_memory_pool_reserved_bytes gauge");
+        let _ = writeln!(
+            o,
+            "meshgate_memory_pool_reserved_bytes {}",
+            engine.session().runtime_env().memory_pool.reserved()
+        );
+        let _ = writeln!(o, "# HELP meshgate_ports Ports by status.");
+        let _ = writeln!(o, "# TYPE meshgate_ports gauge");
+        let degraded = catalog.degraded_ports().len();
+        let unavailable = catalog.unavailable().len();
+        let _ = writeln!(
+            o,
+            "meshgate_ports{{status=\"ok\"}} {}",
+            catalog.served().len().saturating_sub(degraded)
+        );
+        let _ = writeln!(o, "meshgate_ports{{status=\"degraded\"}} {degraded}");
+        let _ = writeln!(o, "meshgate_ports{{status=\"unavailable\"}} {unavailable}");
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_config_reloads_total Mesh reloads, by result."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_config_reloads_total counter");
+        let _ = writeln!(
+            o,
+            "meshgate_config_reloads_total{{result=\"applied\"}} {}",
+            reloads.applied.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "meshgate_config_reloads_total{{result=\"refused\"}} {}",
+            reloads.refused.load(Ordering::Relaxed)
+        );
+        o
+    }
+}
+
+fn ready_json(service: &MeshFlightSqlService) -> String {
+    let engine = service.engine();
+    let catalog = engine.catalog();
+    let name = |k: &(String, String, String)| format!("{}.{}.{}", k.0, k.1, k.2);
+    let degraded: Vec<serde_json::Value> = catalog
+        .degraded_ports()
+        .iter()
+        .map(|(k, p)| serde_json::json!({ "port": name(k), "problems": p }))
+        .collect();
+    let unavailable: Vec<serde_json::Value> = catalog
+        .unavailable()
+        .iter()
+        .map(|(k, e)| serde_json::json!({ "port": name(k), "error": e.to_string() }))
+        .collect();
+    let mut sources: Vec<String> = catalog
+        .unavailable()
+        .keys()
+        .filter_map(|k| {
+            catalog
+                .mesh
+                .port(&k.0, &k.1, &k.2)
+                .map(|p| p.source.to_string())
+        })
+        .collect();
+    sources.sort();
+    sources.dedup();
+    serde_json::json!({
+        "ready": true,
+        "ports": catalog.mesh.ports().count(),
+        "degraded_ports": degraded,
+        "unavailable_ports": unavailable,
+        "unavailable_sources": sources,
+    })
+    .to_string()
+}
+
+/// Serves `/metrics`, `/health/live` and `/health/ready` on `listener` until `shutdown`.
+pub async fn serve_http(
+    listener: TcpListener,
+    service: MeshFlightSqlService,
+    metrics: Arc<Metrics>,
+    reloads: Arc<ReloadStats>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let svc = service.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.render(&svc, &reloads);
+                async move {
+                    (
+                        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/health/live", get(|| async { "ok\n" }))
+        .route(
+            "/health/ready",
+            get(move || {
+                let body = ready_json(&service);
+                async move { ([(CONTENT_TYPE, "application/json")], body) }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| GatewayError::Unavailable(format!("the HTTP server stopped: {e}")))
+}
+
+/// Binds the HTTP address; `None` when the address is `off`.
+pub async fn bind_http(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let l = TcpListener::bind(addr).await.map_err(|e| {
+        GatewayError::Unavailable(format!("cannot listen on {addr} (--http-addr): {e}"))
+    })?;
+    let local = l
+        .local_addr()
+        .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+    Ok((l, local))
+}
