@@ -1,6 +1,8 @@
 //! The `mesh` catalog: the gateway's own tables, filtered to what the caller may read.
-//! `mesh.catalog.ports` lists every port with its source, contract version, freshness SLA,
-//! status (`ok`, `degraded`, `unavailable`) with the reason, and the last drift check.
+//! `mesh.catalog.domains`, `.products` (owner, tags, status, ports, health), `.ports` (source,
+//! location summary without secrets, contract version, freshness SLA, status with the reason,
+//! last drift check) and `.columns` (type, required, description, classification, and whether
+//! it is masked for the caller).
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ pub const SYSTEM_CATALOG: &str = "mesh";
 /// The schema of the discovery tables.
 pub const SYSTEM_SCHEMA: &str = "catalog";
 /// The tables served in `mesh.catalog`.
-pub const SYSTEM_TABLES: &[&str] = &["ports"];
+pub const SYSTEM_TABLES: &[&str] = &["domains", "products", "ports", "columns"];
 
 fn ports_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -30,6 +32,8 @@ fn ports_schema() -> SchemaRef {
         Field::new("port", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("source_kind", DataType::Utf8, false),
+        Field::new("location", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
         Field::new("contract_version", DataType::Int64, true),
         Field::new("freshness", DataType::Utf8, true),
         Field::new("status", DataType::Utf8, false),
@@ -49,6 +53,8 @@ pub fn ports_batch(
     principal: &Principal,
 ) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let mut s: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
+    let mut location = StringBuilder::new();
+    let mut description = StringBuilder::new();
     let mut version = Int64Builder::new();
     let mut freshness = StringBuilder::new();
     let mut status = StringBuilder::new();
@@ -79,6 +85,8 @@ pub fn ports_batch(
         ]) {
             b.append_value(v);
         }
+        location.append_option(location_summary(port));
+        description.append_option(port.description.as_deref());
         version.append_option(port.version.map(|v| v as i64));
         freshness.append_option(port.freshness.as_deref());
         let (st, why) = if let Some(pr) = catalog.degraded(&key) {
@@ -102,12 +110,210 @@ pub fn ports_batch(
         .iter_mut()
         .map(|b| Arc::new(b.finish()) as ArrayRef)
         .collect();
+    cols.push(Arc::new(location.finish()));
+    cols.push(Arc::new(description.finish()));
     cols.push(Arc::new(version.finish()));
     cols.push(Arc::new(freshness.finish()));
     cols.push(Arc::new(status.finish()));
     cols.push(Arc::new(problems.finish()));
     cols.push(Arc::new(checked.finish()));
     RecordBatch::try_new(ports_schema(), cols)
+}
+
+/// Where a port reads, without options or secrets: `table x`, `query`, `path (format)`.
+fn location_summary(port: &meshgate_config::Port) -> Option<String> {
+    let b = &port.binding;
+    b.table
+        .as_ref()
+        .map(|t| format!("table {t}"))
+        .or_else(|| b.query.as_ref().map(|_| "query".to_string()))
+        .or_else(|| {
+            b.location.as_ref().map(|l| match &b.format {
+                Some(f) => format!("{l} ({f})"),
+                None => l.clone(),
+            })
+        })
+}
+
+/// The health of a port for `principal`'s listings: `ok`, `degraded` or `unavailable`.
+fn port_status(catalog: &MeshCatalog, key: &(String, String, String)) -> &'static str {
+    if catalog.degraded(key).is_some() {
+        "degraded"
+    } else if catalog.served_port(key).is_some() {
+        "ok"
+    } else {
+        "unavailable"
+    }
+}
+
+/// `mesh.catalog.domains`: domains with at least one readable product.
+pub fn domains_batch(
+    catalog: &MeshCatalog,
+    policy: &PolicySet,
+    principal: &Principal,
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let (mut name, mut products, mut owners) = (
+        StringBuilder::new(),
+        Int64Builder::new(),
+        StringBuilder::new(),
+    );
+    for d in catalog.mesh.domains.values() {
+        let readable: Vec<_> = d
+            .products
+            .values()
+            .filter(|p| policy.can_read(principal, p))
+            .collect();
+        if readable.is_empty() {
+            continue;
+        }
+        let mut teams: Vec<&str> = readable.iter().map(|p| p.owner.team.as_str()).collect();
+        teams.sort();
+        teams.dedup();
+        name.append_value(d.name.as_str());
+        products.append_value(readable.len() as i64);
+        owners.append_value(teams.join(", "));
+    }
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("domain", DataType::Utf8, false),
+            Field::new("products", DataType::Int64, false),
+            Field::new("owners", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(name.finish()),
+            Arc::new(products.finish()),
+            Arc::new(owners.finish()),
+        ],
+    )
+}
+
+/// `mesh.catalog.products`: readable products with owner, tags, status, ports and health.
+pub fn products_batch(
+    catalog: &MeshCatalog,
+    policy: &PolicySet,
+    principal: &Principal,
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let mut s: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
+    let mut ports = Int64Builder::new();
+    for d in catalog.mesh.domains.values() {
+        for p in d.products.values() {
+            if !policy.can_read(principal, p) {
+                continue;
+            }
+            let statuses: Vec<&str> = p
+                .ports
+                .iter()
+                .map(|t| {
+                    port_status(
+                        catalog,
+                        &(d.name.to_string(), p.name.to_string(), t.name.to_string()),
+                    )
+                })
+                .collect();
+            let health = if statuses.iter().all(|x| *x == "ok") {
+                "ok"
+            } else if statuses.contains(&"unavailable") {
+                "unavailable"
+            } else {
+                "degraded"
+            };
+            let values = [
+                Some(d.name.to_string()),
+                Some(p.name.to_string()),
+                p.description.clone(),
+                Some(p.owner.team.clone()),
+                p.owner.email.clone(),
+                Some(p.tags.join(",")),
+                Some(p.status.as_str().to_string()),
+                Some(health.to_string()),
+            ];
+            for (b, v) in s.iter_mut().zip(values) {
+                b.append_option(v);
+            }
+            ports.append_value(p.ports.len() as i64);
+        }
+    }
+    let fields = vec![
+        Field::new("domain", DataType::Utf8, false),
+        Field::new("product", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("owner", DataType::Utf8, false),
+        Field::new("owner_email", DataType::Utf8, true),
+        Field::new("tags", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("health", DataType::Utf8, false),
+        Field::new("ports", DataType::Int64, false),
+    ];
+    let mut cols: Vec<ArrayRef> = s
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    cols.push(Arc::new(ports.finish()));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
+
+/// `mesh.catalog.columns`: contract columns of readable ports, and whether each is masked
+/// for the caller.
+pub fn columns_batch(
+    catalog: &MeshCatalog,
+    policy: &PolicySet,
+    principal: &Principal,
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::BooleanBuilder;
+    let mut s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    let mut position = Int64Builder::new();
+    let (mut required, mut masked) = (BooleanBuilder::new(), BooleanBuilder::new());
+    let mut mask = StringBuilder::new();
+    for (d, p, port) in catalog.mesh.ports() {
+        if !policy.can_read(principal, p) {
+            continue;
+        }
+        let masks = policy.masks(principal, port);
+        for (i, c) in port.columns.iter().flatten().enumerate() {
+            let m = masks
+                .iter()
+                .find(|(n, _)| n == &c.name)
+                .map(|(_, k)| k.as_str());
+            let values = [
+                Some(d.name.to_string()),
+                Some(p.name.to_string()),
+                Some(port.name.to_string()),
+                Some(c.name.clone()),
+                Some(c.data_type.to_string()),
+                c.description.clone(),
+                c.classification.clone(),
+            ];
+            for (b, v) in s.iter_mut().zip(values) {
+                b.append_option(v);
+            }
+            position.append_value(i as i64 + 1);
+            required.append_value(c.required);
+            masked.append_value(m.is_some());
+            mask.append_option(m);
+        }
+    }
+    let fields = vec![
+        Field::new("domain", DataType::Utf8, false),
+        Field::new("product", DataType::Utf8, false),
+        Field::new("port", DataType::Utf8, false),
+        Field::new("column", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("classification", DataType::Utf8, true),
+        Field::new("position", DataType::Int64, false),
+        Field::new("required", DataType::Boolean, false),
+        Field::new("masked", DataType::Boolean, false),
+        Field::new("mask", DataType::Utf8, true),
+    ];
+    let mut cols: Vec<ArrayRef> = s
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    cols.push(Arc::new(position.finish()));
+    cols.push(Arc::new(required.finish()));
+    cols.push(Arc::new(masked.finish()));
+    cols.push(Arc::new(mask.finish()));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
 }
 
 /// The `mesh` catalog of one request.
@@ -157,11 +363,15 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if name != "ports" {
-            return Ok(None);
+        let (c, p, who) = (&self.catalog, &self.policy, &self.principal);
+        let batch = match name {
+            "domains" => domains_batch(c, p, who),
+            "products" => products_batch(c, p, who),
+            "ports" => ports_batch(c, p, who),
+            "columns" => columns_batch(c, p, who),
+            _ => return Ok(None),
         }
-        let batch = ports_batch(&self.catalog, &self.policy, &self.principal)
-            .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
+        .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
         Ok(Some(Arc::new(table)))
     }

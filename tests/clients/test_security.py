@@ -255,7 +255,28 @@ def test_the_mesh_catalog_lists_only_readable_ports(secure):
         t = query(c, "SELECT count(*) AS n FROM mesh.catalog.ports")
         assert t.column("n")[0].as_py() == 8
     with as_user(secure, "outsider") as c:
-        assert query(c, "SELECT * FROM mesh.catalog.ports").num_rows == 0
+        for t in ["domains", "products", "ports", "columns"]:
+            assert query(c, f"SELECT * FROM mesh.catalog.{t}").num_rows == 0, t
+
+
+def test_the_mesh_catalog_describes_products_and_masks_per_caller(secure):
+    with connect(secure, header=f"Bearer {secure['token']}") as c:
+        domains = query(c, "SELECT domain, products FROM mesh.catalog.domains ORDER BY domain").to_pylist()
+        assert domains == [{"domain": "sales", "products": 1}, {"domain": "supply", "products": 1}]
+        products = query(c, "SELECT domain, product, owner, status, health, ports FROM mesh.catalog.products ORDER BY 1").to_pylist()
+        assert products[0] == {"domain": "sales", "product": "orders", "owner": "sales-analytics",
+                               "status": "published", "health": "ok", "ports": 2}
+        locs = query(c, "SELECT location FROM mesh.catalog.ports").column("location").to_pylist()
+        assert "lineitem.parquet (parquet)" in locs and not any("file://" in (x or "") for x in locs)
+    masked_sql = ("SELECT column, masked, mask, classification FROM mesh.catalog.columns "
+                  "WHERE port = 'customer' AND column IN ('c_name', 'c_phone', 'c_acctbal', 'c_custkey') ORDER BY column")
+    with as_user(secure, "analyst") as c:
+        got = {r["column"]: (r["masked"], r["mask"]) for r in query(c, masked_sql).to_pylist()}
+        assert got == {"c_acctbal": (True, "redact"), "c_custkey": (False, None), "c_name": (True, "hash"),
+                       "c_phone": (True, "partial")}
+    with as_user(secure, "pii_reader") as c:
+        got = {r["column"]: r["masked"] for r in query(c, masked_sql).to_pylist()}
+        assert got == {"c_acctbal": True, "c_custkey": False, "c_name": False, "c_phone": False}
 
 
 def test_reading_another_product_is_denied_with_its_owner(secure):
