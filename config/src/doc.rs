@@ -54,6 +54,9 @@ pub struct MeshDoc {
     /// Where the audit log goes (one JSON line per request).
     #[serde(default)]
     pub audit: Option<AuditDoc>,
+    /// Directory for the gateway's state (usage records), relative to this file.
+    #[serde(default)]
+    pub state_dir: Option<String>,
 }
 
 /// `auth` in `mesh.yaml`.

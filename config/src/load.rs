@@ -56,7 +56,9 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
     let mut auth = Auth::default();
     let mut policies = Policies::default();
     let mut audit = None;
+    let mut state_dir = None;
     if let Some(doc) = mesh_doc {
+        state_dir = doc.state_dir.as_ref().map(|d| dir.join(d));
         auth = security::build_auth(doc.auth, dir, &mesh_path, &mut errors);
         policies = security::build_policies(doc.policies, dir, &mesh_path, &mut errors);
         audit = security::build_audit(doc.audit, dir);
@@ -206,6 +208,7 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
             auth,
             policies,
             audit,
+            state_dir,
         },
         errors,
     )

@@ -99,6 +99,8 @@ pub struct Mesh {
     pub policies: Policies,
     /// Audit log destination (`None`: no audit log).
     pub audit: Option<AuditTarget>,
+    /// State directory (usage records), resolved against the mesh directory.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where audit records go.

@@ -43,3 +43,4 @@ pub mod security;
 pub mod server;
 pub mod source_reads;
 pub mod system;
+pub mod usage;

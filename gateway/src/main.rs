@@ -114,6 +114,9 @@ struct ServeArgs {
     /// How long a ticket from GetFlightInfo stays valid, in seconds.
     #[arg(long, default_value_t = 3600)]
     ticket_ttl_s: u64,
+    /// Directory for the gateway's state (usage records); overrides `state_dir` of mesh.yaml.
+    #[arg(long, env = "MESHGATE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// Write the audit log (one JSON line per request) to this file, or `-` for stdout;
     /// overrides `audit.file` of mesh.yaml.
     #[arg(long, env = "MESHGATE_AUDIT_LOG")]
@@ -223,6 +226,7 @@ fn options(args: &ServeArgs) -> Result<GatewayOptions, GatewayError> {
         }
         o.flight.ticket_secret = Some(secret);
     }
+    o.flight.state_dir = args.state_dir.clone();
     if let Some(path) = &args.audit_log {
         o.flight.audit = Some(if path.as_os_str() == "-" {
             meshgate_config::AuditTarget::Stdout

@@ -114,6 +114,7 @@ pub struct Described {
 #[derive(Debug)]
 pub struct QueryEngine {
     catalog: Arc<MeshCatalog>,
+    usage: std::sync::OnceLock<Arc<crate::usage::Usage>>,
     policy: Arc<PolicySet>,
     template: SessionState,
     limits: SqlLimits,
@@ -193,6 +194,7 @@ impl QueryEngine {
         let template = build_session_state(session_config(target_partitions), runtime, &catalog);
         let policy = Arc::new(PolicySet::new(Arc::clone(&catalog.mesh)));
         Self {
+            usage: std::sync::OnceLock::new(),
             policy,
             catalog,
             template,
@@ -204,6 +206,11 @@ impl QueryEngine {
     /// The catalog served.
     pub fn catalog(&self) -> &Arc<MeshCatalog> {
         &self.catalog
+    }
+
+    /// Serves `usage` in `mesh.usage` (the store outlives engines swapped by reloads).
+    pub fn attach_usage(&self, usage: Arc<crate::usage::Usage>) {
+        let _ = self.usage.set(usage);
     }
 
     /// The policies in force.
@@ -219,7 +226,8 @@ impl QueryEngine {
             Arc::clone(&self.policy),
             Arc::clone(principal),
             self.template.clone(),
-        );
+        )
+        .with_usage(self.usage.get().cloned());
         SessionStateBuilder::new_from_existing(self.template.clone())
             .with_catalog_list(Arc::new(list))
             .build()
@@ -484,10 +492,7 @@ fn check_tables(
             full.schema.to_string(),
             full.table.to_string(),
         );
-        if key.0 == crate::system::SYSTEM_CATALOG
-            && key.1 == crate::system::SYSTEM_SCHEMA
-            && crate::system::SYSTEM_TABLES.contains(&key.2.as_str())
-        {
+        if crate::system::is_system_table(&key.0, &key.1, &key.2) {
             continue;
         }
         let declared = catalog.mesh.port(&key.0, &key.1, &key.2).is_some();

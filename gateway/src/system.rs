@@ -24,6 +24,116 @@ pub const SYSTEM_CATALOG: &str = "mesh";
 pub const SYSTEM_SCHEMA: &str = "catalog";
 /// The tables served in `mesh.catalog`.
 pub const SYSTEM_TABLES: &[&str] = &["domains", "products", "ports", "columns"];
+/// The schema of the usage tables.
+pub const USAGE_SCHEMA: &str = "usage";
+/// The tables served in `mesh.usage`.
+pub const USAGE_TABLES: &[&str] = &["queries", "by_product"];
+
+/// Whether `(catalog, schema, table)` is one of the gateway's own tables.
+pub fn is_system_table(catalog: &str, schema: &str, table: &str) -> bool {
+    catalog == SYSTEM_CATALOG
+        && ((schema == SYSTEM_SCHEMA && SYSTEM_TABLES.contains(&table))
+            || (schema == USAGE_SCHEMA && USAGE_TABLES.contains(&table)))
+}
+
+/// Usage rows a principal may see: admins all, others their own.
+fn sees_usage(principal: &Principal, who: &str) -> bool {
+    principal.admin || principal.name == who
+}
+
+/// `mesh.usage.queries`.
+pub fn usage_queries_batch(
+    usage: &crate::usage::Usage,
+    principal: &Principal,
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let recs = usage.recent(|r| sees_usage(principal, &r.principal));
+    let mut s: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
+    let mut start = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut nums: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();
+    for r in &recs {
+        let sources: Vec<String> = r
+            .source_bytes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for (b, v) in s.iter_mut().zip([
+            r.id.clone(),
+            r.principal.clone(),
+            r.status.clone(),
+            r.ports.join(","),
+            sources.join(","),
+        ]) {
+            b.append_value(v);
+        }
+        start.append_value(r.start_us);
+        for (b, v) in nums
+            .iter_mut()
+            .zip([r.duration_ms, r.rows, r.bytes, r.cpu_ms])
+        {
+            b.append_value(v as i64);
+        }
+    }
+    let fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("principal", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("ports", DataType::Utf8, false),
+        Field::new("source_bytes_read", DataType::Utf8, false),
+        Field::new(
+            "start",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("duration_ms", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("cpu_ms", DataType::Int64, false),
+    ];
+    let mut cols: Vec<ArrayRef> = s
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    cols.push(Arc::new(start.finish()));
+    for mut b in nums {
+        cols.push(Arc::new(b.finish()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
+
+/// `mesh.usage.by_product`.
+pub fn usage_by_product_batch(
+    usage: &crate::usage::Usage,
+    principal: &Principal,
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let rows = usage.by_product(|who, _| sees_usage(principal, who));
+    let mut s: Vec<StringBuilder> = (0..3).map(|_| StringBuilder::new()).collect();
+    let mut nums: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();
+    for ((day, who, product), a) in &rows {
+        for (b, v) in s.iter_mut().zip([day, who, product]) {
+            b.append_value(v);
+        }
+        for (b, v) in nums.iter_mut().zip([a.queries, a.rows, a.bytes, a.cpu_ms]) {
+            b.append_value(v as i64);
+        }
+    }
+    let fields = vec![
+        Field::new("day", DataType::Utf8, false),
+        Field::new("principal", DataType::Utf8, false),
+        Field::new("product", DataType::Utf8, false),
+        Field::new("queries", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("cpu_ms", DataType::Int64, false),
+    ];
+    let mut cols: Vec<ArrayRef> = s
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    for mut b in nums {
+        cols.push(Arc::new(b.finish()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
 
 fn ports_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -320,6 +430,7 @@ pub fn columns_batch(
 #[derive(Debug)]
 pub struct SystemCatalog {
     schema: Arc<SystemSchema>,
+    usage: Option<Arc<UsageSchema>>,
 }
 
 impl SystemCatalog {
@@ -328,8 +439,15 @@ impl SystemCatalog {
         catalog: Arc<MeshCatalog>,
         policy: Arc<PolicySet>,
         principal: Arc<Principal>,
+        usage: Option<Arc<crate::usage::Usage>>,
     ) -> Self {
         Self {
+            usage: usage.map(|usage| {
+                Arc::new(UsageSchema {
+                    usage,
+                    principal: Arc::clone(&principal),
+                })
+            }),
             schema: Arc::new(SystemSchema {
                 catalog,
                 policy,
@@ -339,13 +457,50 @@ impl SystemCatalog {
     }
 }
 
+#[derive(Debug)]
+struct UsageSchema {
+    usage: Arc<crate::usage::Usage>,
+    principal: Arc<Principal>,
+}
+
+#[async_trait]
+impl SchemaProvider for UsageSchema {
+    fn table_names(&self) -> Vec<String> {
+        USAGE_TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let batch = match name {
+            "queries" => usage_queries_batch(&self.usage, &self.principal),
+            "by_product" => usage_by_product_batch(&self.usage, &self.principal),
+            _ => return Ok(None),
+        }
+        .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
+        Ok(Some(Arc::new(MemTable::try_new(
+            batch.schema(),
+            vec![vec![batch]],
+        )?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        USAGE_TABLES.contains(&name)
+    }
+}
+
 impl CatalogProvider for SystemCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![SYSTEM_SCHEMA.to_string()]
+        vec![SYSTEM_SCHEMA.to_string(), USAGE_SCHEMA.to_string()]
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == SYSTEM_SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+        match name {
+            SYSTEM_SCHEMA => Some(Arc::clone(&self.schema) as Arc<dyn SchemaProvider>),
+            USAGE_SCHEMA => self
+                .usage
+                .as_ref()
+                .map(|u| Arc::clone(u) as Arc<dyn SchemaProvider>),
+            _ => None,
+        }
     }
 }
 

@@ -59,7 +59,8 @@ def test_serve_logs_json_and_starts_with_unavailable_sources(tmp_path: pathlib.P
 
     proc = subprocess.Popen(
         [BIN, "--log-format", "json", "serve", "--config", str(ROOT / "config" / "examples" / "demo"),
-         "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audit-log", str(tmp_path / "audit.log")],
+         "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--audit-log", str(tmp_path / "audit.log"),
+         "--state-dir", str(tmp_path / "state")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -95,3 +95,34 @@ def test_health_endpoints(served):
     assert ready["ready"] is True and ready["ports"] == 8
     assert [p["port"] for p in ready["unavailable_ports"]] == ["sales.orders.orders"]
     assert ready["unavailable_sources"] == ["sales_lake"]
+
+
+def test_usage_per_consumer_and_product_survives_a_restart(gateway, tmp_path):
+    mesh = live_copy(gateway["data"], tmp_path / "mesh")
+    state = tmp_path / "state"
+    extra = ["--state-dir", str(state), "--audit-log", str(tmp_path / "audit.log")]
+    server = sm.Server(mesh, extra=extra)
+    uri = f"grpc://{server.addr}"
+    try:
+        rows = sum(run(uri, "analyst", "analyst-pw", "SELECT n_name FROM customers.crm.nation").num_rows
+                   for _ in range(3))
+        run(uri, "platform", "platform-pw", "SELECT count(*) FROM supply.catalog.part")
+        mine = run(uri, "analyst", "analyst-pw",
+                   "SELECT principal, status, ports, rows, source_bytes_read FROM mesh.usage.queries").to_pylist()
+        assert len(mine) == 3 and {r["principal"] for r in mine} == {"analyst"}, mine
+        assert all(r["ports"] == "customers.crm.nation" and r["rows"] == 25 for r in mine), mine
+        assert all(r["source_bytes_read"].startswith("crm_db=") for r in mine), mine
+    finally:
+        server.stop()
+    # Restarted on the same state directory: the usage is still there.
+    server = sm.Server(mesh, extra=extra)
+    uri = f"grpc://{server.addr}"
+    try:
+        report = run(uri, "platform", "platform-pw",
+                     "SELECT principal, product, queries, rows FROM mesh.usage.by_product "
+                     "WHERE product IN ('customers.crm', 'supply.catalog') ORDER BY principal, product").to_pylist()
+        assert {"principal": "analyst", "product": "customers.crm", "queries": 3, "rows": rows} in report, report
+        assert {"principal": "platform", "product": "supply.catalog", "queries": 1, "rows": 1} in report, report
+        assert (state / "usage.jsonl").exists()
+    finally:
+        server.stop()

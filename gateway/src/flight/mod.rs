@@ -67,6 +67,8 @@ pub struct FlightSettings {
     pub max_prepared: usize,
     /// Audit log destination overriding the mesh's `audit` (the `--audit-log` flag).
     pub audit: Option<meshgate_config::AuditTarget>,
+    /// State directory overriding the mesh's `state_dir` (the `--state-dir` flag).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for FlightSettings {
@@ -78,6 +80,7 @@ impl Default for FlightSettings {
             prepared_ttl: Duration::from_secs(1800),
             max_prepared: 10_000,
             audit: None,
+            state_dir: None,
         }
     }
 }
@@ -88,6 +91,7 @@ struct State {
     authn: RwLock<Arc<Authenticator>>,
     audit: AuditLog,
     metrics: Arc<crate::metrics::Metrics>,
+    usage: Arc<crate::usage::Usage>,
     signer: TicketSigner,
     prepared: PreparedStore,
     sql_info: SqlInfoData,
@@ -120,6 +124,8 @@ struct Outcome {
     ports: BTreeMap<String, BTreeSet<String>>,
     rows: u64,
     bytes: u64,
+    source_bytes: BTreeMap<String, u64>,
+    cpu_ms: u64,
 }
 
 impl State {
@@ -135,14 +141,30 @@ impl State {
                     | "DoAction/CreatePreparedStatement"
             );
         if executed || planning_failed {
+            let status_name = status.map_or_else(|| "Ok".to_string(), |s| code_name(s.code()));
+            let elapsed = caller.started.elapsed();
             self.metrics.query_finished(
                 &caller.principal.name,
-                &status.map_or_else(|| "Ok".to_string(), |s| code_name(s.code())),
-                caller.started.elapsed(),
+                &status_name,
+                elapsed,
                 outcome.rows,
                 outcome.bytes,
                 outcome.ports.keys(),
             );
+            let start = chrono::Utc::now()
+                - chrono::Duration::from_std(elapsed).unwrap_or_else(|_| chrono::Duration::zero());
+            self.usage.record(crate::usage::QueryRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                principal: caller.principal.name.clone(),
+                start_us: start.timestamp_micros(),
+                duration_ms: elapsed.as_millis() as u64,
+                status: status_name,
+                ports: outcome.ports.keys().cloned().collect(),
+                rows: outcome.rows,
+                bytes: outcome.bytes,
+                source_bytes: outcome.source_bytes.clone(),
+                cpu_ms: outcome.cpu_ms,
+            });
         }
         if !self.audit.enabled() {
             return;
@@ -220,6 +242,19 @@ fn credentials<T>(request: &Request<T>) -> Credentials {
     }
 }
 
+/// CPU time of a finished plan: the sum of its operators' `elapsed_compute`, in nanoseconds.
+fn compute_nanos(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> u64 {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut total = 0u64;
+    let _ = plan.apply(|node| {
+        if let Some(m) = node.metrics() {
+            total += m.elapsed_compute().unwrap_or(0) as u64;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    total
+}
+
 fn not_yours(what: &str) -> GatewayError {
     GatewayError::PermissionDenied(format!(
         "this {what} was issued to another principal; run the statement yourself"
@@ -248,6 +283,24 @@ impl MeshFlightSqlService {
         let audit = AuditLog::open(audit_target.as_ref()).map_err(|e| {
             GatewayError::Unavailable(format!("cannot open the audit log {audit_target:?}: {e}"))
         })?;
+        let usage = match settings
+            .state_dir
+            .clone()
+            .or_else(|| mesh.state_dir.clone())
+        {
+            Some(dir) => crate::usage::Usage::open(&dir).map_err(|e| {
+                GatewayError::Unavailable(format!(
+                    "cannot open the state directory {}: {e}",
+                    dir.display()
+                ))
+            })?,
+            None => {
+                tracing::info!("no state_dir: usage is kept in memory and lost on restart");
+                crate::usage::Usage::in_memory()
+            }
+        };
+        let usage = Arc::new(usage);
+        engine.attach_usage(Arc::clone(&usage));
         let state = State {
             sql_info: sql_info::sql_info_data(&session),
             xdbc: sql_info::xdbc_type_info_data(),
@@ -255,6 +308,7 @@ impl MeshFlightSqlService {
             authn: RwLock::new(Arc::new(authn)),
             audit,
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            usage,
             signer,
             prepared: PreparedStore::new(settings.prepared_ttl, settings.max_prepared),
             settings,
@@ -284,6 +338,7 @@ impl MeshFlightSqlService {
     pub fn replace_engine(&self, engine: Arc<QueryEngine>) -> Result<(), GatewayError> {
         let authn = Authenticator::new(&engine.catalog().mesh.auth, self.state.signer.clone())
             .map_err(|e| GatewayError::BadRequest(format!("invalid auth settings: {e}")))?;
+        engine.attach_usage(Arc::clone(&self.state.usage));
         *self.state.authn.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(authn);
         *self.state.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
         Ok(())
@@ -516,7 +571,9 @@ impl MeshFlightSqlService {
                 let reads = source_reads(&plan_for_log);
                 for (source, (r, b)) in &reads {
                     state.metrics.source_read(source, *r as u64, *b as u64);
+                    outcome.source_bytes.insert(source.clone(), *b as u64);
                 }
+                outcome.cpu_ms = compute_nanos(&plan_for_log) / 1_000_000;
                 let sources = format_source_reads(&reads);
                 tracing::info!(sql = %sql_for_log, principal = %principal, rows, ok = failure.is_none(), elapsed_ms = caller.started.elapsed().as_millis() as u64, sources = %sources, "query finished");
                 outcome.rows = rows;

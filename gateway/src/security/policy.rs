@@ -620,6 +620,7 @@ impl datafusion::physical_planner::ExtensionPlanner for PolicyBarrierPlanner {
 /// The catalog as one principal sees it.
 #[derive(Debug)]
 pub struct PrincipalCatalogList {
+    usage: Option<Arc<crate::usage::Usage>>,
     catalog: Arc<MeshCatalog>,
     policy: Arc<PolicySet>,
     principal: Arc<Principal>,
@@ -635,11 +636,18 @@ impl PrincipalCatalogList {
         state: SessionState,
     ) -> Self {
         Self {
+            usage: None,
             catalog,
             policy,
             principal,
             state,
         }
+    }
+
+    /// Serves `usage` in `mesh.usage`.
+    pub fn with_usage(mut self, usage: Option<Arc<crate::usage::Usage>>) -> Self {
+        self.usage = usage;
+        self
     }
 
     fn readable_products(&self, domain: &str) -> Vec<String> {
@@ -686,6 +694,7 @@ impl CatalogProviderList for PrincipalCatalogList {
                 Arc::clone(&self.catalog),
                 Arc::clone(&self.policy),
                 Arc::clone(&self.principal),
+                self.usage.clone(),
             )));
         }
         let products = self.readable_products(name);
@@ -696,6 +705,7 @@ impl CatalogProviderList for PrincipalCatalogList {
             domain: name.to_string(),
             products,
             list: Arc::new(Self {
+                usage: self.usage.clone(),
                 catalog: Arc::clone(&self.catalog),
                 policy: Arc::clone(&self.policy),
                 principal: Arc::clone(&self.principal),
