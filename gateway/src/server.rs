@@ -128,6 +128,11 @@ pub async fn serve(
     let svc = FlightServiceServer::new(service)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
+    // grpc.health.v1 on the same port: "" (the server) and the Flight service serve.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<FlightServiceServer<MeshFlightSqlService>>()
+        .await;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
         builder = builder
@@ -139,6 +144,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(Some(256))
+        .add_service(health)
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

@@ -126,3 +126,18 @@ def test_usage_per_consumer_and_product_survives_a_restart(gateway, tmp_path):
         assert (state / "usage.jsonl").exists()
     finally:
         server.stop()
+
+
+def test_grpc_health_service(served):
+    """The standard grpc.health.v1 service on the Flight SQL port, through grpcio's client."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(served["server"].addr) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ["", "arrow.flight.protocol.FlightService"]:
+            r = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert r.status == health_pb2.HealthCheckResponse.SERVING, service
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
