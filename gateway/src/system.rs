@@ -535,3 +535,52 @@ impl SchemaProvider for SystemSchema {
         SYSTEM_TABLES.contains(&name)
     }
 }
+
+/// The gateway's own tables with their schemas, for GetTables.
+pub fn system_tables(
+    catalog: &MeshCatalog,
+    policy: &PolicySet,
+    principal: &Principal,
+) -> Vec<(&'static str, &'static str, SchemaRef)> {
+    let empty = crate::usage::Usage::in_memory();
+    let mut out = Vec::new();
+    let mut add =
+        |schema: &'static str,
+         table: &'static str,
+         b: std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>| {
+            if let Ok(b) = b {
+                out.push((schema, table, b.schema()));
+            }
+        };
+    add(
+        SYSTEM_SCHEMA,
+        "domains",
+        domains_batch(catalog, policy, principal),
+    );
+    add(
+        SYSTEM_SCHEMA,
+        "products",
+        products_batch(catalog, policy, principal),
+    );
+    add(
+        SYSTEM_SCHEMA,
+        "ports",
+        ports_batch(catalog, policy, principal),
+    );
+    add(
+        SYSTEM_SCHEMA,
+        "columns",
+        columns_batch(catalog, policy, principal),
+    );
+    add(
+        USAGE_SCHEMA,
+        "queries",
+        usage_queries_batch(&empty, principal),
+    );
+    add(
+        USAGE_SCHEMA,
+        "by_product",
+        usage_by_product_batch(&empty, principal),
+    );
+    out
+}

@@ -27,7 +27,9 @@ def test_get_info(conn):
 def test_get_objects_lists_domains_products_ports_and_columns(conn):
     objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
     catalogs = {c["catalog_name"]: c for c in objects}
-    assert set(catalogs) == {"sales", "customers", "supply"}
+    assert set(catalogs) == {"sales", "customers", "supply", "mesh"}
+    mesh_tables = {t["table_name"] for s in catalogs["mesh"]["catalog_db_schemas"] for t in s["db_schema_tables"]}
+    assert mesh_tables == {"domains", "products", "ports", "columns", "queries", "by_product"}
     crm = [s for s in catalogs["customers"]["catalog_db_schemas"] if s["db_schema_name"] == "crm"][0]
     tables = {t["table_name"]: t for t in crm["db_schema_tables"]}
     assert set(tables) == {"customer", "nation", "region"}

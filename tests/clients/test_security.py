@@ -217,16 +217,16 @@ def test_mutual_tls(tls_gateway):
 def test_listings_show_only_readable_products(secure):
     with as_user(secure, "analyst") as c:
         cats = {o["catalog_name"] for o in c.adbc_get_objects(depth="catalogs").read_all().to_pylist()}
-        assert cats == {"sales", "customers", "supply"}
+        assert cats == {"sales", "customers", "supply", "mesh"}
     with connect(secure, header=f"Bearer {secure['token']}") as c:
         objects = c.adbc_get_objects(depth="tables").read_all().to_pylist()
-        assert {o["catalog_name"] for o in objects} == {"sales", "supply"}
+        assert {o["catalog_name"] for o in objects} == {"sales", "supply", "mesh"}
         tables = {t["table_name"] for o in objects for s in o["catalog_db_schemas"] for t in s["db_schema_tables"]}
         assert "customer" not in tables and "orders" in tables
     with as_user(secure, "outsider") as c:
         objects = c.adbc_get_objects(depth="all").read_all().to_pylist()
-        # The Go driver reports one empty catalog when the server lists none.
-        assert all(not o["catalog_name"] and not o["catalog_db_schemas"] for o in objects), objects
+        # Only the gateway's own `mesh` catalog, whose tables are filtered to nothing.
+        assert [o["catalog_name"] for o in objects] == ["mesh"], objects
     # flightsql-dbapi / SQLAlchemy inspector under the token.
     from sqlalchemy import create_engine, inspect
     from flightsql import FlightSQLClient, connect as dbapi_connect

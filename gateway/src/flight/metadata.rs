@@ -23,6 +23,9 @@ pub const TABLE_TYPE: &str = "TABLE";
 /// Whether the caller may read product `(domain, product)`: listings show only those.
 pub(crate) type Readable<'a> = &'a dyn Fn(&str, &str) -> bool;
 
+/// The gateway's own tables, `(schema, table, schema of the table)` in the `mesh` catalog.
+pub(crate) type SystemTables = Vec<(&'static str, &'static str, SchemaRef)>;
+
 pub(crate) fn catalogs(catalog: &MeshCatalog, can: Readable) -> Result<RecordBatch, GatewayError> {
     let mut b = CommandGetCatalogs {}.into_builder();
     for d in catalog.mesh.domains.values() {
@@ -30,6 +33,7 @@ pub(crate) fn catalogs(catalog: &MeshCatalog, can: Readable) -> Result<RecordBat
             b.append(d.name.as_str());
         }
     }
+    b.append(crate::system::SYSTEM_CATALOG);
     Ok(b.build()?)
 }
 
@@ -47,6 +51,8 @@ pub(crate) fn schemas(
             b.append(d.name.as_str(), p.as_str());
         }
     }
+    b.append(crate::system::SYSTEM_CATALOG, crate::system::SYSTEM_SCHEMA);
+    b.append(crate::system::SYSTEM_CATALOG, crate::system::USAGE_SCHEMA);
     Ok(b.build()?)
 }
 
@@ -54,6 +60,7 @@ pub(crate) fn tables(
     catalog: &MeshCatalog,
     cmd: CommandGetTables,
     can: Readable,
+    system: SystemTables,
 ) -> Result<RecordBatch, GatewayError> {
     let mut b: GetTablesBuilder = cmd.into_builder();
     for ((d, p, t), port) in &catalog.served() {
@@ -62,6 +69,15 @@ pub(crate) fn tables(
         }
         let schema = wire_schema(&port.table.schema());
         b.append(d, p, t, TABLE_TYPE, &schema)?;
+    }
+    for (schema_name, table, schema) in system {
+        b.append(
+            crate::system::SYSTEM_CATALOG,
+            schema_name,
+            table,
+            TABLE_TYPE,
+            &wire_schema(&schema),
+        )?;
     }
     Ok(b.build()?)
 }

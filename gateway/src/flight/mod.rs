@@ -896,7 +896,13 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_batch(&r, "DoGet/Tables", |e, p| {
-            metadata::tables(e.catalog(), q, &|d, s| e.policy().can_read_names(p, d, s))
+            let system = crate::system::system_tables(e.catalog(), e.policy(), p);
+            metadata::tables(
+                e.catalog(),
+                q,
+                &|d, s| e.policy().can_read_names(p, d, s),
+                system,
+            )
         })
     }
 

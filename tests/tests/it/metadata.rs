@@ -36,7 +36,7 @@ async fn catalogs_schemas_and_table_types() {
     let b = fetch(&mut c, info).await.expect("fetch");
     assert_eq!(
         strings(&b, "catalog_name"),
-        ["customers", "sales", "supply"]
+        ["customers", "mesh", "sales", "supply"]
     );
 
     let info = c
@@ -47,7 +47,8 @@ async fn catalogs_schemas_and_table_types() {
         .await
         .expect("schemas");
     let b = fetch(&mut c, info).await.expect("fetch");
-    assert_eq!(strings(&b, "db_schema_name"), ["crm", "catalog"]);
+    // customers.crm, mesh.catalog, supply.catalog
+    assert_eq!(strings(&b, "db_schema_name"), ["crm", "catalog", "catalog"]);
 
     let info = c.get_table_types().await.expect("types");
     let b = fetch(&mut c, info).await.expect("fetch");
@@ -110,7 +111,8 @@ async fn tables_with_patterns_and_schemas() {
         })
         .await
         .expect("tables");
-    assert_eq!(row_count(&fetch(&mut c, info).await.expect("fetch")), 8);
+    // 8 ports and the 6 tables of the `mesh` catalog.
+    assert_eq!(row_count(&fetch(&mut c, info).await.expect("fetch")), 14);
 }
 
 #[tokio::test]
