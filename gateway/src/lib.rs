@@ -29,6 +29,7 @@
 //! ```
 
 pub mod catalog;
+pub mod catalog_service;
 pub mod connectors;
 pub mod contract;
 pub mod demo;

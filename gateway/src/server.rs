@@ -125,6 +125,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     let tls = service.engine().catalog().mesh.auth.tls.clone();
+    let catalog = crate::catalog_service::catalog_server(service.clone());
     let svc = FlightServiceServer::new(service)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
@@ -132,6 +133,9 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<FlightServiceServer<MeshFlightSqlService>>()
+        .await;
+    reporter
+        .set_serving::<meshgate_proto::v1::catalog_server::CatalogServer<crate::catalog_service::CatalogService>>()
         .await;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
@@ -145,6 +149,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(Some(256))
         .add_service(health)
+        .add_service(catalog)
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

@@ -11,7 +11,13 @@
 //! ```
 
 /// Package `meshgate.v1`.
-#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::clone_on_ref_ptr,
+    clippy::unwrap_used,
+    missing_debug_implementations
+)]
 pub mod v1 {
     include!("gen/meshgate.v1.rs");
 }

@@ -1,4 +1,5 @@
-//! Keeps `src/gen/` equal to what prost-build generates from `proto/`.
+//! Keeps `src/gen/` equal to what tonic-prost-build generates from `proto/` (messages, and
+//! client and server code for services).
 
 use std::path::Path;
 
@@ -6,15 +7,21 @@ use std::path::Path;
 fn generated_code_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fds = protox::compile(
-        [root.join("proto/meshgate/v1/tickets.proto")],
+        [
+            root.join("proto/meshgate/v1/tickets.proto"),
+            root.join("proto/meshgate/v1/catalog.proto"),
+        ],
         [root.join("proto")],
     )
     .expect("the .proto files compile");
     let out = tempfile::tempdir().expect("temp dir");
-    prost_build::Config::new()
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
         .out_dir(out.path())
         .compile_fds(fds)
-        .expect("prost-build generates code");
+        .expect("tonic-prost-build generates code");
     let fresh = std::fs::read_to_string(out.path().join("meshgate.v1.rs")).expect("generated file");
     let checked_in_path = root.join("src/gen/meshgate.v1.rs");
     if std::env::var_os("MESHGATE_REGEN").is_some() {

@@ -107,7 +107,7 @@ def live_copy(demo_data: pathlib.Path, dest: pathlib.Path, edits=()):
     """The generated demo mesh (its data linked, not copied) with text edits to its files."""
     import shutil
 
-    shutil.copytree(demo_data, dest, ignore=shutil.ignore_patterns("data", "*.log"))
+    shutil.copytree(demo_data, dest, ignore=shutil.ignore_patterns("data", "*.log", "state"))
     (dest / "data").symlink_to(demo_data / "data")
     for rel, old, new in edits:
         p = dest / rel

@@ -324,6 +324,23 @@ impl MeshFlightSqlService {
         Arc::clone(&self.state.engine.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Authenticates a call of another service on this port (the Catalog service), with its
+    /// audit record; the principal, or `Unauthenticated`.
+    pub fn authenticate<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &str,
+    ) -> Result<Arc<Principal>, Status> {
+        let caller = self.caller(request, rpc)?;
+        self.state.record(&caller, rpc, Outcome::default(), None);
+        Ok(caller.principal)
+    }
+
+    /// The usage store.
+    pub fn usage(&self) -> Arc<crate::usage::Usage> {
+        Arc::clone(&self.state.usage)
+    }
+
     /// The gateway's metrics.
     pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
         Arc::clone(&self.state.metrics)
