@@ -336,6 +336,16 @@ pub struct OwnerDoc {
     pub email: Option<String>,
 }
 
+impl OwnerDoc {
+    /// How to reach the owner in messages: `team <email>`, or the team alone.
+    pub fn contact(&self) -> String {
+        match &self.email {
+            Some(e) => format!("{} <{e}>", self.team),
+            None => self.team.clone(),
+        }
+    }
+}
+
 /// A product file (`kind: DataProduct`) anywhere below `domains/`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -244,12 +244,23 @@ impl MeshCatalog {
                 .get(port.source.as_str())
                 .map(|s| s.kind.clone())
                 .unwrap_or_default();
-            let problems = match connector
-                .open_port(&self.session, &port_request(product, port))
-                .await
-            {
-                Ok(opened) => {
-                    let fresh = opened.provider.schema();
+            // The first check of a port that just opened compares the schema it opened with,
+            // instead of asking the source a second time during start-up.
+            let just_opened = read(&self.drift_checked).get(&key).is_none();
+            let cached = if just_opened {
+                read(&self.ports).get(&key).map(|s| s.table.source_schema())
+            } else {
+                None
+            };
+            let opened = match cached {
+                Some(schema) => Ok(schema),
+                None => connector
+                    .open_port(&self.session, &port_request(product, port))
+                    .await
+                    .map(|o| o.provider.schema()),
+            };
+            let problems = match opened {
+                Ok(fresh) => {
                     let problems = crate::live::contract_drift(port, &kind, &fresh);
                     if problems.is_empty() {
                         let stale = read(&self.ports)

@@ -16,6 +16,7 @@ use crate::error::GatewayError;
 use crate::flight::MeshFlightSqlService;
 use crate::query::QueryEngine;
 use crate::security::Principal;
+use crate::system;
 
 /// The Catalog service.
 #[derive(Debug, Clone)]
@@ -30,44 +31,7 @@ impl CatalogService {
     }
 }
 
-fn port_status(
-    engine: &QueryEngine,
-    key: &(String, String, String),
-) -> (&'static str, Vec<String>) {
-    let catalog = engine.catalog();
-    if let Some(p) = catalog.degraded(key) {
-        ("degraded", p)
-    } else if catalog.served_port(key).is_some() {
-        ("ok", vec![])
-    } else {
-        let why = catalog
-            .unavailable()
-            .get(key)
-            .map(|e| vec![e.to_string()])
-            .unwrap_or_default();
-        ("unavailable", why)
-    }
-}
-
 fn summary(engine: &QueryEngine, p: &Product) -> ProductSummary {
-    let statuses: Vec<&str> = p
-        .ports
-        .iter()
-        .map(|t| {
-            port_status(
-                engine,
-                &(p.domain.to_string(), p.name.to_string(), t.name.to_string()),
-            )
-            .0
-        })
-        .collect();
-    let health = if statuses.iter().all(|s| *s == "ok") {
-        "ok"
-    } else if statuses.contains(&"unavailable") {
-        "unavailable"
-    } else {
-        "degraded"
-    };
     ProductSummary {
         domain: p.domain.to_string(),
         name: p.name.to_string(),
@@ -76,7 +40,7 @@ fn summary(engine: &QueryEngine, p: &Product) -> ProductSummary {
         owner_email: p.owner.email.clone().unwrap_or_default(),
         tags: p.tags.clone(),
         status: p.status.as_str().to_string(),
-        health: health.to_string(),
+        health: system::product_health(engine.catalog(), p).to_string(),
         ports: p.ports.len() as u32,
     }
 }
@@ -201,16 +165,9 @@ impl Catalog for CatalogService {
                     p.name.to_string(),
                     port.name.to_string(),
                 );
-                let (status, problems) = port_status(&engine, &key);
+                let (status, problems) = system::port_status(engine.catalog(), &key);
                 let masks = engine.policy().masks(&who, port);
-                let b = &port.binding;
-                let location = b
-                    .table
-                    .as_ref()
-                    .map(|t| format!("table {t}"))
-                    .or_else(|| b.query.as_ref().map(|_| "query".to_string()))
-                    .or_else(|| b.location.clone())
-                    .unwrap_or_default();
+                let location = system::location_summary(port).unwrap_or_default();
                 Port {
                     name: port.name.to_string(),
                     description: port.description.clone().unwrap_or_default(),
@@ -239,7 +196,7 @@ impl Catalog for CatalogService {
         let product_name = format!("{}.{}", p.domain, p.name);
         let usage = self.flight.usage();
         let rows = usage.by_product(|consumer, product| {
-            product == product_name && (who.admin || consumer == who.name)
+            product == product_name && system::sees_usage(&who, consumer)
         });
         let consumers: BTreeSet<&String> = rows.iter().map(|((_, c, _), _)| c).collect();
         let usage = rows.iter().fold(

@@ -505,10 +505,7 @@ fn check_tables(
                 .domains
                 .get(key.0.as_str())
                 .and_then(|d| d.products.get(key.1.as_str()))
-                .map(|p| match &p.owner.email {
-                    Some(e) => format!("{} <{e}>", p.owner.team),
-                    None => p.owner.team.clone(),
-                })
+                .map(|p| p.owner.contact())
                 .unwrap_or_default();
             return Err(GatewayError::ContractViolation(format!(
                 "port {}.{}.{} is degraded: its source no longer matches the contract ({}); \

@@ -37,8 +37,27 @@ pub fn is_system_table(catalog: &str, schema: &str, table: &str) -> bool {
 }
 
 /// Usage rows a principal may see: admins all, others their own.
-fn sees_usage(principal: &Principal, who: &str) -> bool {
+pub fn sees_usage(principal: &Principal, who: &str) -> bool {
     principal.admin || principal.name == who
+}
+
+fn usage_queries_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("principal", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("ports", DataType::Utf8, false),
+        Field::new("source_bytes_read", DataType::Utf8, false),
+        Field::new(
+            "start",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("duration_ms", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("cpu_ms", DataType::Int64, false),
+    ]))
 }
 
 /// `mesh.usage.queries`.
@@ -73,22 +92,6 @@ pub fn usage_queries_batch(
             b.append_value(v as i64);
         }
     }
-    let fields = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("principal", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("ports", DataType::Utf8, false),
-        Field::new("source_bytes_read", DataType::Utf8, false),
-        Field::new(
-            "start",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("duration_ms", DataType::Int64, false),
-        Field::new("rows", DataType::Int64, false),
-        Field::new("bytes", DataType::Int64, false),
-        Field::new("cpu_ms", DataType::Int64, false),
-    ];
     let mut cols: Vec<ArrayRef> = s
         .iter_mut()
         .map(|b| Arc::new(b.finish()) as ArrayRef)
@@ -97,7 +100,19 @@ pub fn usage_queries_batch(
     for mut b in nums {
         cols.push(Arc::new(b.finish()));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+    RecordBatch::try_new(usage_queries_schema(), cols)
+}
+
+fn usage_by_product_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("day", DataType::Utf8, false),
+        Field::new("principal", DataType::Utf8, false),
+        Field::new("product", DataType::Utf8, false),
+        Field::new("queries", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("cpu_ms", DataType::Int64, false),
+    ]))
 }
 
 /// `mesh.usage.by_product`.
@@ -116,15 +131,6 @@ pub fn usage_by_product_batch(
             b.append_value(v as i64);
         }
     }
-    let fields = vec![
-        Field::new("day", DataType::Utf8, false),
-        Field::new("principal", DataType::Utf8, false),
-        Field::new("product", DataType::Utf8, false),
-        Field::new("queries", DataType::Int64, false),
-        Field::new("rows", DataType::Int64, false),
-        Field::new("bytes", DataType::Int64, false),
-        Field::new("cpu_ms", DataType::Int64, false),
-    ];
     let mut cols: Vec<ArrayRef> = s
         .iter_mut()
         .map(|b| Arc::new(b.finish()) as ArrayRef)
@@ -132,7 +138,7 @@ pub fn usage_by_product_batch(
     for mut b in nums {
         cols.push(Arc::new(b.finish()));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+    RecordBatch::try_new(usage_by_product_schema(), cols)
 }
 
 fn ports_schema() -> SchemaRef {
@@ -170,7 +176,6 @@ pub fn ports_batch(
     let mut status = StringBuilder::new();
     let mut problems = StringBuilder::new();
     let mut checked = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let unavailable = catalog.unavailable();
     for (d, p, port) in catalog.mesh.ports() {
         if !policy.can_read(principal, p) {
             continue;
@@ -199,17 +204,9 @@ pub fn ports_batch(
         description.append_option(port.description.as_deref());
         version.append_option(port.version.map(|v| v as i64));
         freshness.append_option(port.freshness.as_deref());
-        let (st, why) = if let Some(pr) = catalog.degraded(&key) {
-            ("degraded", Some(pr.join("; ")))
-        } else if let Some(e) = unavailable.get(&key) {
-            ("unavailable", Some(e.to_string()))
-        } else if catalog.served_port(&key).is_some() {
-            ("ok", None)
-        } else {
-            ("unavailable", Some("not opened yet".to_string()))
-        };
+        let (st, why) = port_status(catalog, &key);
         status.append_value(st);
-        problems.append_option(why);
+        problems.append_option((!why.is_empty()).then(|| why.join("; ")));
         checked.append_option(catalog.drift_checked(&key).and_then(|t| {
             t.duration_since(std::time::UNIX_EPOCH)
                 .ok()
@@ -231,7 +228,7 @@ pub fn ports_batch(
 }
 
 /// Where a port reads, without options or secrets: `table x`, `query`, `path (format)`.
-fn location_summary(port: &meshgate_config::Port) -> Option<String> {
+pub fn location_summary(port: &meshgate_config::Port) -> Option<String> {
     let b = &port.binding;
     b.table
         .as_ref()
@@ -245,15 +242,52 @@ fn location_summary(port: &meshgate_config::Port) -> Option<String> {
         })
 }
 
-/// The health of a port for `principal`'s listings: `ok`, `degraded` or `unavailable`.
-fn port_status(catalog: &MeshCatalog, key: &(String, String, String)) -> &'static str {
-    if catalog.degraded(key).is_some() {
-        "degraded"
+/// A port's status (`ok`, `degraded`, `unavailable`) and what is wrong, if anything.
+pub fn port_status(
+    catalog: &MeshCatalog,
+    key: &(String, String, String),
+) -> (&'static str, Vec<String>) {
+    if let Some(problems) = catalog.degraded(key) {
+        ("degraded", problems)
     } else if catalog.served_port(key).is_some() {
-        "ok"
+        ("ok", vec![])
     } else {
-        "unavailable"
+        let why = catalog
+            .unavailable()
+            .get(key)
+            .map_or_else(|| "not opened yet".to_string(), ToString::to_string);
+        ("unavailable", vec![why])
     }
+}
+
+/// A product's health: `ok` when every port is, `unavailable` when one is, else `degraded`.
+pub fn product_health(catalog: &MeshCatalog, p: &meshgate_config::Product) -> &'static str {
+    let statuses: Vec<&str> = p
+        .ports
+        .iter()
+        .map(|t| {
+            port_status(
+                catalog,
+                &(p.domain.to_string(), p.name.to_string(), t.name.to_string()),
+            )
+            .0
+        })
+        .collect();
+    if statuses.iter().all(|x| *x == "ok") {
+        "ok"
+    } else if statuses.contains(&"unavailable") {
+        "unavailable"
+    } else {
+        "degraded"
+    }
+}
+
+fn domains_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("domain", DataType::Utf8, false),
+        Field::new("products", DataType::Int64, false),
+        Field::new("owners", DataType::Utf8, false),
+    ]))
 }
 
 /// `mesh.catalog.domains`: domains with at least one readable product.
@@ -284,17 +318,27 @@ pub fn domains_batch(
         owners.append_value(teams.join(", "));
     }
     RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("domain", DataType::Utf8, false),
-            Field::new("products", DataType::Int64, false),
-            Field::new("owners", DataType::Utf8, false),
-        ])),
+        domains_schema(),
         vec![
             Arc::new(name.finish()),
             Arc::new(products.finish()),
             Arc::new(owners.finish()),
         ],
     )
+}
+
+fn products_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("domain", DataType::Utf8, false),
+        Field::new("product", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("owner", DataType::Utf8, false),
+        Field::new("owner_email", DataType::Utf8, true),
+        Field::new("tags", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("health", DataType::Utf8, false),
+        Field::new("ports", DataType::Int64, false),
+    ]))
 }
 
 /// `mesh.catalog.products`: readable products with owner, tags, status, ports and health.
@@ -310,23 +354,7 @@ pub fn products_batch(
             if !policy.can_read(principal, p) {
                 continue;
             }
-            let statuses: Vec<&str> = p
-                .ports
-                .iter()
-                .map(|t| {
-                    port_status(
-                        catalog,
-                        &(d.name.to_string(), p.name.to_string(), t.name.to_string()),
-                    )
-                })
-                .collect();
-            let health = if statuses.iter().all(|x| *x == "ok") {
-                "ok"
-            } else if statuses.contains(&"unavailable") {
-                "unavailable"
-            } else {
-                "degraded"
-            };
+            let health = product_health(catalog, p);
             let values = [
                 Some(d.name.to_string()),
                 Some(p.name.to_string()),
@@ -343,23 +371,28 @@ pub fn products_batch(
             ports.append_value(p.ports.len() as i64);
         }
     }
-    let fields = vec![
-        Field::new("domain", DataType::Utf8, false),
-        Field::new("product", DataType::Utf8, false),
-        Field::new("description", DataType::Utf8, true),
-        Field::new("owner", DataType::Utf8, false),
-        Field::new("owner_email", DataType::Utf8, true),
-        Field::new("tags", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("health", DataType::Utf8, false),
-        Field::new("ports", DataType::Int64, false),
-    ];
     let mut cols: Vec<ArrayRef> = s
         .iter_mut()
         .map(|b| Arc::new(b.finish()) as ArrayRef)
         .collect();
     cols.push(Arc::new(ports.finish()));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+    RecordBatch::try_new(products_schema(), cols)
+}
+
+fn columns_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("domain", DataType::Utf8, false),
+        Field::new("product", DataType::Utf8, false),
+        Field::new("port", DataType::Utf8, false),
+        Field::new("column", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("classification", DataType::Utf8, true),
+        Field::new("position", DataType::Int64, false),
+        Field::new("required", DataType::Boolean, false),
+        Field::new("masked", DataType::Boolean, false),
+        Field::new("mask", DataType::Utf8, true),
+    ]))
 }
 
 /// `mesh.catalog.columns`: contract columns of readable ports, and whether each is masked
@@ -402,19 +435,6 @@ pub fn columns_batch(
             mask.append_option(m);
         }
     }
-    let fields = vec![
-        Field::new("domain", DataType::Utf8, false),
-        Field::new("product", DataType::Utf8, false),
-        Field::new("port", DataType::Utf8, false),
-        Field::new("column", DataType::Utf8, false),
-        Field::new("type", DataType::Utf8, false),
-        Field::new("description", DataType::Utf8, true),
-        Field::new("classification", DataType::Utf8, true),
-        Field::new("position", DataType::Int64, false),
-        Field::new("required", DataType::Boolean, false),
-        Field::new("masked", DataType::Boolean, false),
-        Field::new("mask", DataType::Utf8, true),
-    ];
     let mut cols: Vec<ArrayRef> = s
         .iter_mut()
         .map(|b| Arc::new(b.finish()) as ArrayRef)
@@ -423,7 +443,7 @@ pub fn columns_batch(
     cols.push(Arc::new(required.finish()));
     cols.push(Arc::new(masked.finish()));
     cols.push(Arc::new(mask.finish()));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+    RecordBatch::try_new(columns_schema(), cols)
 }
 
 /// The `mesh` catalog of one request.
@@ -537,50 +557,13 @@ impl SchemaProvider for SystemSchema {
 }
 
 /// The gateway's own tables with their schemas, for GetTables.
-pub fn system_tables(
-    catalog: &MeshCatalog,
-    policy: &PolicySet,
-    principal: &Principal,
-) -> Vec<(&'static str, &'static str, SchemaRef)> {
-    let empty = crate::usage::Usage::in_memory();
-    let mut out = Vec::new();
-    let mut add =
-        |schema: &'static str,
-         table: &'static str,
-         b: std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>| {
-            if let Ok(b) = b {
-                out.push((schema, table, b.schema()));
-            }
-        };
-    add(
-        SYSTEM_SCHEMA,
-        "domains",
-        domains_batch(catalog, policy, principal),
-    );
-    add(
-        SYSTEM_SCHEMA,
-        "products",
-        products_batch(catalog, policy, principal),
-    );
-    add(
-        SYSTEM_SCHEMA,
-        "ports",
-        ports_batch(catalog, policy, principal),
-    );
-    add(
-        SYSTEM_SCHEMA,
-        "columns",
-        columns_batch(catalog, policy, principal),
-    );
-    add(
-        USAGE_SCHEMA,
-        "queries",
-        usage_queries_batch(&empty, principal),
-    );
-    add(
-        USAGE_SCHEMA,
-        "by_product",
-        usage_by_product_batch(&empty, principal),
-    );
-    out
+pub fn system_tables() -> Vec<(&'static str, &'static str, SchemaRef)> {
+    vec![
+        (SYSTEM_SCHEMA, "domains", domains_schema()),
+        (SYSTEM_SCHEMA, "products", products_schema()),
+        (SYSTEM_SCHEMA, "ports", ports_schema()),
+        (SYSTEM_SCHEMA, "columns", columns_schema()),
+        (USAGE_SCHEMA, "queries", usage_queries_schema()),
+        (USAGE_SCHEMA, "by_product", usage_by_product_schema()),
+    ]
 }

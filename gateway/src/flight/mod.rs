@@ -913,7 +913,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_batch(&r, "DoGet/Tables", |e, p| {
-            let system = crate::system::system_tables(e.catalog(), e.policy(), p);
+            let system = crate::system::system_tables();
             metadata::tables(
                 e.catalog(),
                 q,

@@ -177,10 +177,7 @@ impl PolicySet {
     pub fn denied(&self, domain: &str, product: &str) -> GatewayError {
         let owner = self
             .product(domain, product)
-            .map(|p| match &p.owner.email {
-                Some(e) => format!("{} <{e}>", p.owner.team),
-                None => p.owner.team.clone(),
-            })
+            .map(|p| p.owner.contact())
             .unwrap_or_else(|| "its owner".into());
         GatewayError::PermissionDenied(format!(
             "you may not read product {domain}.{product}; ask its owner, {owner}, for access"
