@@ -137,6 +137,20 @@ pub async fn serve(
     reporter
         .set_serving::<meshgate_proto::v1::catalog_server::CatalogServer<crate::catalog_service::CatalogService>>()
         .await;
+    // gRPC server reflection (v1 and v1alpha) on the same port, so grpcurl and grpcui list and
+    // call the services without .proto files. It tells the API, no data: unauthenticated
+    // like health.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(meshgate_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| GatewayError::internal(format!("gRPC reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| GatewayError::internal(format!("gRPC reflection: {e}")))?;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
         builder = builder
@@ -149,6 +163,8 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(Some(256))
         .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(catalog)
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

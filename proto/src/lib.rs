@@ -21,3 +21,8 @@
 pub mod v1 {
     include!("gen/meshgate.v1.rs");
 }
+
+/// Encoded `FileDescriptorSet` of `meshgate.v1` and of the Arrow Flight service
+/// (`arrow.flight.protocol.FlightService`, restated in `proto/arrow/flight/protocol/`), imports
+/// included: what gRPC server reflection serves.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor_set.bin");

@@ -87,3 +87,46 @@ def test_catalog_service_follows_grants_and_counts_usage(gateway, stubs):
             assert (usage.queries, usage.rows, usage.consumers) == (2, 2, 1)
     finally:
         server.stop()
+
+
+def test_server_reflection_lists_and_calls_services(gateway):
+    """What grpcurl does with reflection: list the services, resolve a method's messages from
+    the server's descriptors alone, and call it with messages built from them."""
+    from google.protobuf import descriptor_pool, message_factory
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    with grpc.insecure_channel(gateway["addr"]) as ch:
+        db = ProtoReflectionDescriptorDatabase(ch)
+        services = set(db.get_services())
+        assert {"meshgate.v1.Catalog", "arrow.flight.protocol.FlightService", "grpc.health.v1.Health",
+                "grpc.reflection.v1alpha.ServerReflection"} <= services, services
+        pool = descriptor_pool.DescriptorPool(db)
+        catalog = pool.FindServiceByName("meshgate.v1.Catalog")
+        assert {m.name for m in catalog.methods} == {"ListDomains", "ListProducts", "GetProduct"}
+        flight = pool.FindServiceByName("arrow.flight.protocol.FlightService")
+        assert {m.name for m in flight.methods} >= {"Handshake", "GetFlightInfo", "DoGet", "DoAction", "ListActions"}
+        assert pool.FindMessageTypeByName("arrow.flight.protocol.FlightData").fields_by_name["data_body"].number == 1000
+
+        method = catalog.methods_by_name["ListProducts"]
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        call = ch.unary_unary("/meshgate.v1.Catalog/ListProducts",
+                              request_serializer=lambda m: m.SerializeToString(),
+                              response_deserializer=response_cls.FromString)
+        request = request_cls(text="MKTSEGMENT")
+        found = call(request, metadata=basic("analyst", "analyst-pw"), timeout=10).products
+        assert [(p.domain, p.name) for p in found] == [("customers", "crm")]
+
+        # The Flight service through reflection only: ListActions with the analyst's password.
+        list_actions = flight.methods_by_name["ListActions"]
+        empty = message_factory.GetMessageClass(list_actions.input_type)
+        action_type = message_factory.GetMessageClass(list_actions.output_type)
+        stream = ch.unary_stream("/arrow.flight.protocol.FlightService/ListActions",
+                                 request_serializer=lambda m: m.SerializeToString(),
+                                 response_deserializer=action_type.FromString)
+        actions = [a.type for a in stream(empty(), metadata=basic("analyst", "analyst-pw"), timeout=10)]
+        assert "CreatePreparedStatement" in actions
+        # Reflection tells the API, not the data: the calls still need credentials.
+        with pytest.raises(grpc.RpcError) as e:
+            call(request, timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
