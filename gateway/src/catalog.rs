@@ -212,6 +212,17 @@ impl MeshCatalog {
         read(&self.degraded).get(key).cloned()
     }
 
+    /// The connection pool use of every source that keeps a pool.
+    pub fn pool_stats(&self) -> Vec<(String, meshgate_connector::PoolStats)> {
+        self.connectors
+            .iter()
+            .filter_map(|(name, c)| {
+                let stats = c.as_ref().ok()?.pool_stats()?;
+                Some((name.clone(), stats))
+            })
+            .collect()
+    }
+
     /// Every degraded port with what differs.
     pub fn degraded_ports(&self) -> BTreeMap<PortKey, Vec<String>> {
         read(&self.degraded).clone()

@@ -44,4 +44,5 @@ pub mod security;
 pub mod server;
 pub mod source_reads;
 pub mod system;
+pub mod telemetry;
 pub mod usage;

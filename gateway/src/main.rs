@@ -121,6 +121,18 @@ struct ServeArgs {
     /// overrides `audit.file` of mesh.yaml.
     #[arg(long, env = "MESHGATE_AUDIT_LOG")]
     audit_log: Option<PathBuf>,
+    /// Export traces over OTLP/gRPC to this collector endpoint (e.g. http://127.0.0.1:4317):
+    /// spans for each query, its planning, its streaming and each source sub-query. Off when
+    /// not given.
+    #[arg(long, env = "MESHGATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// `service.name` of the exported traces.
+    #[arg(long, default_value = "meshgate")]
+    otlp_service_name: String,
+    /// Share of traces started by the gateway that are exported (0 to 1); a client's sampled
+    /// `traceparent` is always followed.
+    #[arg(long, default_value_t = 1.0)]
+    otlp_sample_ratio: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,16 +199,30 @@ enum Command {
     },
 }
 
-fn init_tracing(format: LogFormat) {
+/// Log lines to stderr (`RUST_LOG` filters them, default `info`); with `telemetry`, the
+/// gateway's spans are exported too. Spans never decorate log lines.
+fn init_tracing(format: LogFormat, telemetry: Option<&meshgate::telemetry::Telemetry>) {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let events_only = tracing_subscriber::filter::filter_fn(|m| m.is_event());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn Layer<_> + Send + Sync> = match format {
+        LogFormat::Text => fmt.with_filter(filter).with_filter(events_only).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_filter(filter)
+            .with_filter(events_only)
+            .boxed(),
+    };
+    let otel = telemetry.map(|t| {
+        t.layer()
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.is_span() && m.target().starts_with("meshgate")
+            }))
+    });
+    tracing_subscriber::registry().with(fmt).with(otel).init();
 }
 
 fn options(args: &ServeArgs) -> Result<GatewayOptions, GatewayError> {
@@ -320,7 +346,6 @@ async fn run_server(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -331,6 +356,34 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let serve_args = match &cli.command {
+        Command::Serve { serve, .. } | Command::Demo { serve, .. } => Some(serve),
+        _ => None,
+    };
+    let telemetry = match serve_args.and_then(|a| Some((a, a.otlp_endpoint.clone()?))) {
+        Some((args, endpoint)) => {
+            let settings = meshgate::telemetry::OtlpSettings {
+                endpoint,
+                service_name: args.otlp_service_name.clone(),
+                sample_ratio: args.otlp_sample_ratio,
+                timeout: std::time::Duration::from_secs(10),
+            };
+            match runtime.block_on(async { meshgate::telemetry::Telemetry::start(&settings) }) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    init_tracing(cli.log_format, telemetry.as_ref());
+    if let Some(args) = serve_args {
+        if let Some(endpoint) = &args.otlp_endpoint {
+            tracing::info!(endpoint = %endpoint, sample_ratio = args.otlp_sample_ratio, "exporting traces over OTLP");
+        }
+    }
     let exec = match exec_runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -511,6 +564,9 @@ fn main() -> ExitCode {
         }
     };
     exec.shutdown_timeout(std::time::Duration::from_secs(5));
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

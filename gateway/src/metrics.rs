@@ -18,11 +18,43 @@ const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Histogram {
     counts: Vec<u64>,
     sum: f64,
     count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// The text exposition lines of the histogram `name` with the extra `labels` (`k="v",`).
+    fn render(&self, o: &mut String, name: &str, labels: &str) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(o, "{name}_bucket{{{labels}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(o, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let plain = labels.trim_end_matches(',');
+        let braces = if plain.is_empty() {
+            String::new()
+        } else {
+            format!("{{{plain}}}")
+        };
+        let _ = writeln!(o, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(o, "{name}_count{braces} {}", self.count);
+    }
 }
 
 /// Counters of the gateway; shared by every engine a reload swaps in.
@@ -32,6 +64,9 @@ pub struct Metrics {
     latency: Mutex<Histogram>,
     product_rows: Mutex<BTreeMap<String, (u64, u64)>>,
     source_reads: Mutex<BTreeMap<String, (u64, u64)>>,
+    /// Per source: latency of its sub-queries, and their errors by class.
+    source_latency: Mutex<BTreeMap<String, Histogram>>,
+    source_errors: Mutex<BTreeMap<(String, String), u64>>,
     active: AtomicI64,
     requests: AtomicU64,
 }
@@ -83,20 +118,7 @@ impl Metrics {
         *lock(&self.queries)
             .entry((status.to_string(), principal.to_string()))
             .or_default() += 1;
-        let secs = elapsed.as_secs_f64();
-        {
-            let mut h = lock(&self.latency);
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS.len()];
-            }
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += secs;
-            h.count += 1;
-        }
+        lock(&self.latency).observe(elapsed.as_secs_f64());
         let mut products: Vec<String> = ports
             .map(|p| {
                 p.rsplit_once('.')
@@ -121,6 +143,20 @@ impl Metrics {
         e.1 += bytes;
     }
 
+    /// A sub-query (a federated statement or a port scan) on `source` ended after `elapsed`,
+    /// failing with the error class `error` if any.
+    pub fn source_query(&self, source: &str, elapsed: Duration, error: Option<&str>) {
+        lock(&self.source_latency)
+            .entry(source.to_string())
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+        if let Some(class) = error {
+            *lock(&self.source_errors)
+                .entry((source.to_string(), class.to_string()))
+                .or_default() += 1;
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, service: &MeshFlightSqlService, reloads: &ReloadStats) -> String {
         let mut o = String::new();
@@ -142,23 +178,7 @@ impl Metrics {
             "# HELP meshgate_query_duration_seconds Query latency, planning to last row."
         );
         let _ = writeln!(o, "# TYPE meshgate_query_duration_seconds histogram");
-        {
-            let h = lock(&self.latency);
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let c = h.counts.get(i).copied().unwrap_or(0);
-                let _ = writeln!(
-                    o,
-                    "meshgate_query_duration_seconds_bucket{{le=\"{b}\"}} {c}"
-                );
-            }
-            let _ = writeln!(
-                o,
-                "meshgate_query_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(o, "meshgate_query_duration_seconds_sum {}", h.sum);
-            let _ = writeln!(o, "meshgate_query_duration_seconds_count {}", h.count);
-        }
+        lock(&self.latency).render(&mut o, "meshgate_query_duration_seconds", "");
         let pr = lock(&self.product_rows);
         let _ = writeln!(o, "# HELP meshgate_product_rows_returned_total Rows returned by queries that read the product.");
         let _ = writeln!(o, "# TYPE meshgate_product_rows_returned_total counter");
@@ -205,8 +225,58 @@ impl Metrics {
             );
         }
         drop(sr);
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_source_query_duration_seconds Latency of each sub-query sent to a source (a federated statement or a port scan), start to last row."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_source_query_duration_seconds histogram");
+        for (s, h) in lock(&self.source_latency).iter() {
+            h.render(
+                &mut o,
+                "meshgate_source_query_duration_seconds",
+                &format!("source=\"{}\",", esc(s)),
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP meshgate_source_errors_total Sub-queries a source failed, by error class."
+        );
+        let _ = writeln!(o, "# TYPE meshgate_source_errors_total counter");
+        for ((s, class), n) in lock(&self.source_errors).iter() {
+            let _ = writeln!(
+                o,
+                "meshgate_source_errors_total{{source=\"{}\",class=\"{}\"}} {n}",
+                esc(s),
+                esc(class)
+            );
+        }
         let engine = service.engine();
         let catalog = engine.catalog();
+        let pools = catalog.pool_stats();
+        for (metric, help, pick) in [
+            (
+                "meshgate_source_pool_connections",
+                "Connections a source's pool may hold (pool_size).",
+                (|p: &meshgate_connector::PoolStats| p.size)
+                    as fn(&meshgate_connector::PoolStats) -> u64,
+            ),
+            (
+                "meshgate_source_pool_in_use",
+                "Connections of a source's pool running a statement now.",
+                |p| p.in_use,
+            ),
+            (
+                "meshgate_source_pool_waiting",
+                "Statements waiting for a free connection of a source's pool now.",
+                |p| p.waiting,
+            ),
+        ] {
+            let _ = writeln!(o, "# HELP {metric} {help}");
+            let _ = writeln!(o, "# TYPE {metric} gauge");
+            for (s, p) in &pools {
+                let _ = writeln!(o, "{metric}{{source=\"{}\"}} {}", esc(s), pick(p));
+            }
+        }
         let _ = writeln!(o, "# HELP meshgate_active_queries Queries running now.");
         let _ = writeln!(o, "# TYPE meshgate_active_queries gauge");
         let _ = writeln!(

@@ -32,7 +32,7 @@ use crate::error::GatewayError;
 use crate::limits::{check_amplifying_functions, SqlLimits};
 use crate::security::policy::{PolicyBarrierPlanner, PolicySet, PrincipalCatalogList};
 use crate::security::Principal;
-use crate::source_reads::CountSourceReads;
+use crate::source_reads::{CountSourceReads, QueryObservers};
 
 /// Physical planning with the extension nodes of federation and of policies.
 #[derive(Debug)]
@@ -115,6 +115,7 @@ pub struct Described {
 pub struct QueryEngine {
     catalog: Arc<MeshCatalog>,
     usage: std::sync::OnceLock<Arc<crate::usage::Usage>>,
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
     policy: Arc<PolicySet>,
     template: SessionState,
     limits: SqlLimits,
@@ -195,6 +196,7 @@ impl QueryEngine {
         let policy = Arc::new(PolicySet::new(Arc::clone(&catalog.mesh)));
         Self {
             usage: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
             policy,
             catalog,
             template,
@@ -211,6 +213,11 @@ impl QueryEngine {
     /// Serves `usage` in `mesh.usage` (the store outlives engines swapped by reloads).
     pub fn attach_usage(&self, usage: Arc<crate::usage::Usage>) {
         let _ = self.usage.set(usage);
+    }
+
+    /// Reports source sub-queries (latency, errors) to `metrics`.
+    pub fn attach_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// The policies in force.
@@ -337,8 +344,22 @@ impl QueryEngine {
         params: Vec<ScalarValue>,
         principal: &Arc<Principal>,
     ) -> Result<PlannedQuery, GatewayError> {
-        let (state, plan) = self.logical_plan(sql, principal).await?;
+        // Planning is a `plan` span below the caller's (the query's) span; source
+        // sub-queries become children of the query's span when they run.
+        let query_span = tracing::Span::current();
+        let plan_span = tracing::info_span!("plan");
+        let (mut state, plan) = {
+            use tracing::Instrument as _;
+            self.logical_plan(sql, principal)
+                .instrument(plan_span.clone())
+                .await?
+        };
+        state.config_mut().set_extension(Arc::new(QueryObservers {
+            metrics: self.metrics.get().cloned(),
+            span: query_span,
+        }));
         self.on_planner(move |handle| {
+            let _entered = plan_span.enter();
             let plan = bind_params(plan, params)?;
             check_amplifying_functions(&plan)?;
             let wire = wire_schema(plan.schema().as_arrow());

@@ -4,10 +4,15 @@
 //!
 //! Bytes are the Arrow size of what the source delivered (the sliced buffers of each
 //! batch), the same measure for every source kind.
+//!
+//! Each sub-query (one execution of the node, all its partitions) also reports its latency
+//! and error class to the gateway's metrics, and is a `source_query` span (child of the query's span) for tracing; both come with the task
+//! context as a [`QueryObservers`] extension.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
@@ -22,11 +27,89 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion_federation::sql::VirtualExecutionPlan;
 use futures::StreamExt;
+use meshgate_connector::{ConnectorError, ErrorClass};
 
 use crate::contract::ContractExec;
+use crate::metrics::Metrics;
 
 /// Name of the byte counter.
 pub const BYTES_READ: &str = "bytes_read";
+
+/// What the execution of one query reports to; a session config extension.
+#[derive(Debug)]
+pub struct QueryObservers {
+    /// The gateway's metrics (absent in engines used without a server).
+    pub metrics: Option<Arc<Metrics>>,
+    /// The query's span: source sub-queries are its children.
+    pub span: tracing::Span,
+}
+
+/// The error class of a failed sub-query, for the `class` label.
+fn error_class(e: &datafusion::error::DataFusionError) -> &'static str {
+    use datafusion::error::DataFusionError as E;
+    match e {
+        E::External(inner) => inner
+            .downcast_ref::<ConnectorError>()
+            .map_or("internal", |c| class_name(c.class)),
+        E::Context(_, inner) => error_class(inner),
+        E::Shared(inner) => error_class(inner),
+        E::ResourcesExhausted(_) => "resources_exhausted",
+        E::ArrowError(..) => "data",
+        _ => "internal",
+    }
+}
+
+fn class_name(c: ErrorClass) -> &'static str {
+    match c {
+        ErrorClass::InvalidConfig => "invalid_config",
+        ErrorClass::NotFound => "not_found",
+        ErrorClass::Unavailable => "unavailable",
+        ErrorClass::Timeout => "timeout",
+        ErrorClass::PermissionDenied => "permission_denied",
+        ErrorClass::Data => "data",
+        ErrorClass::Query => "query",
+        ErrorClass::Internal => "internal",
+    }
+}
+
+/// One sub-query: the partitions of one execution of a [`SourceReadExec`] share it. It ends
+/// the span and reports latency when the last partition's stream ends or is dropped (a
+/// cancelled query reports what ran).
+struct SubQuery {
+    source: String,
+    span: tracing::Span,
+    started: Instant,
+    metrics: Option<Arc<Metrics>>,
+    error: std::sync::Mutex<Option<&'static str>>,
+    rows: std::sync::atomic::AtomicU64,
+}
+
+impl SubQuery {
+    fn failed(&self, e: &datafusion::error::DataFusionError) {
+        let mut error = self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        error.get_or_insert(error_class(e));
+    }
+}
+
+impl Drop for SubQuery {
+    fn drop(&mut self) {
+        let rows = self.rows.load(std::sync::atomic::Ordering::Relaxed);
+        self.span.record("rows", rows);
+        let error = *self
+            .error
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(class) = error {
+            self.span.record("error", class);
+        }
+        if let Some(m) = &self.metrics {
+            m.source_query(&self.source, self.started.elapsed(), error);
+        }
+    }
+}
 
 /// Counts the rows and bytes its input (a scan of `source`) produces.
 #[derive(Debug)]
@@ -34,6 +117,8 @@ pub struct SourceReadExec {
     input: Arc<dyn ExecutionPlan>,
     source: String,
     metrics: ExecutionPlanMetricsSet,
+    /// The sub-query the partitions running now belong to.
+    current: std::sync::Mutex<std::sync::Weak<SubQuery>>,
 }
 
 impl SourceReadExec {
@@ -43,6 +128,7 @@ impl SourceReadExec {
             input,
             source,
             metrics: ExecutionPlanMetricsSet::new(),
+            current: std::sync::Mutex::new(std::sync::Weak::new()),
         }
     }
 
@@ -95,18 +181,60 @@ impl ExecutionPlan for SourceReadExec {
     ) -> Result<SendableRecordBatchStream> {
         let rows: Count = MetricBuilder::new(&self.metrics).output_rows(partition);
         let bytes: Count = MetricBuilder::new(&self.metrics).counter(BYTES_READ, partition);
-        let input = self.input.execute(partition, context)?;
+        let sub = {
+            let mut current = self
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match current.upgrade() {
+                Some(sub) => sub,
+                None => {
+                    let observers = context.session_config().get_extension::<QueryObservers>();
+                    let parent = observers.as_ref().and_then(|o| o.span.id());
+                    let sub = Arc::new(SubQuery {
+                        source: self.source.clone(),
+                        span: tracing::info_span!(
+                            parent: parent,
+                            "source_query",
+                            source = %self.source,
+                            rows = tracing::field::Empty,
+                            error = tracing::field::Empty,
+                        ),
+                        started: Instant::now(),
+                        metrics: observers.and_then(|o| o.metrics.clone()),
+                        error: std::sync::Mutex::new(None),
+                        rows: std::sync::atomic::AtomicU64::new(0),
+                    });
+                    *current = Arc::downgrade(&sub);
+                    sub
+                }
+            }
+        };
+        let input = match sub.span.in_scope(|| self.input.execute(partition, context)) {
+            Ok(i) => i,
+            Err(e) => {
+                sub.failed(&e);
+                return Err(e);
+            }
+        };
         let schema = input.schema();
         let counted = input.map(move |b| {
-            if let Ok(batch) = &b {
-                rows.add(batch.num_rows());
-                bytes.add(
-                    batch
-                        .columns()
-                        .iter()
-                        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
-                        .sum(),
-                );
+            match &b {
+                Ok(batch) => {
+                    sub.rows.fetch_add(
+                        batch.num_rows() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    rows.add(batch.num_rows());
+                    bytes.add(
+                        batch
+                            .columns()
+                            .iter()
+                            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+                            .sum(),
+                    );
+                }
+                Err(e) => sub.failed(e),
             }
             b
         });

@@ -28,7 +28,10 @@ fn generated_code_is_current() {
         .compile_fds(fds)
         .expect("tonic-prost-build generates code");
     let fresh = std::fs::read(out.path().join("meshgate.v1.rs")).expect("generated file");
-    for (name, fresh) in [("meshgate.v1.rs", fresh), ("descriptor_set.bin", descriptors)] {
+    for (name, fresh) in [
+        ("meshgate.v1.rs", fresh),
+        ("descriptor_set.bin", descriptors),
+    ] {
         let checked_in_path = root.join("src/gen").join(name);
         if std::env::var_os("MESHGATE_REGEN").is_some() {
             std::fs::write(&checked_in_path, &fresh).expect("write generated file");

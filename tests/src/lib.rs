@@ -15,6 +15,7 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaPr
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use meshgate::connectors::default_registry;
+use meshgate::flight::MeshFlightSqlService;
 use meshgate::server::{bind, serve, service_for_dir, GatewayOptions};
 use tonic::transport::Channel;
 
@@ -95,6 +96,8 @@ pub struct TestGateway {
     /// Basic credentials the clients use: the demo's `platform` user when the mesh declares
     /// it, none otherwise (test meshes allow anonymous access).
     pub credentials: Option<(String, String)>,
+    /// The service, for its metrics and engine.
+    pub service: MeshFlightSqlService,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -151,8 +154,9 @@ impl TestGateway {
             .await
             .expect("bind");
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let served = service.clone();
         tokio::spawn(async move {
-            let _ = serve(listener, service, async {
+            let _ = serve(listener, served, async {
                 let _ = rx.await;
             })
             .await;
@@ -160,6 +164,7 @@ impl TestGateway {
         Self {
             addr,
             credentials,
+            service,
             shutdown: Some(tx),
         }
     }

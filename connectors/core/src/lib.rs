@@ -112,9 +112,25 @@ pub trait PortFederation: Send + Sync + Debug {
     fn table_source(&self, schema: SchemaRef) -> Arc<dyn FederatedTableSource>;
 }
 
+/// How busy a source's connection pool is, for the gateway's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections the pool may hold.
+    pub size: u64,
+    /// Statements holding a connection now.
+    pub in_use: u64,
+    /// Statements waiting for a free connection now.
+    pub waiting: u64,
+}
+
 /// One configured source: opens its ports as DataFusion tables.
 #[async_trait]
 pub trait Connector: Send + Sync + Debug {
+    /// The connection pool's use, for sources that keep one (SQL servers); `None` otherwise.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+
     /// Opens `port` as a table. The returned provider's schema is the source's schema of the
     /// port (before any contract); its `scan` must honour `projection` and may push `filters`
     /// and `limit` as it declares in `supports_filters_pushdown`. Errors carry an

@@ -1,6 +1,7 @@
 //! A SQL source: its backend, its lazily created pool, and its federation executor.
 
 use std::fmt::{self, Debug};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use datafusion_federation::sql::{
 use datafusion_federation::FederatedTableSource;
 use futures::{StreamExt, TryStreamExt};
 use meshgate_connector::{
-    Connector, ConnectorError, ErrorClass, OpenedPort, PortFederation, PortRequest,
+    Connector, ConnectorError, ErrorClass, OpenedPort, PoolStats, PortFederation, PortRequest,
 };
 use sha2::{Digest, Sha256};
 
@@ -156,6 +157,25 @@ pub struct SqlSource {
     backend: Arc<dyn SqlBackend>,
     settings: PoolSettings,
     pool: tokio::sync::Mutex<Option<Arc<dyn SqlPool>>>,
+    /// Statements between asking for a connection and the end (or drop) of their rows. Each
+    /// takes one connection of the pool: those beyond the pool size are waiting for one.
+    active: Arc<AtomicU64>,
+}
+
+/// Decrements a gauge when dropped.
+struct Gauge(Arc<AtomicU64>);
+
+impl Gauge {
+    fn up(g: &Arc<AtomicU64>) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(g))
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Debug for SqlSource {
@@ -176,6 +196,18 @@ impl SqlSource {
             backend,
             settings,
             pool: tokio::sync::Mutex::new(None),
+            active: Arc::default(),
+        }
+    }
+
+    /// The pool's size and use now.
+    pub fn pool_stats(&self) -> PoolStats {
+        let size = u64::from(self.settings.pool_size);
+        let active = self.active.load(Ordering::Relaxed);
+        PoolStats {
+            size,
+            in_use: active.min(size),
+            waiting: active.saturating_sub(size),
         }
     }
 
@@ -251,6 +283,9 @@ impl SqlSource {
         let timeout = self.settings.statement_timeout;
         let target = Arc::clone(&schema);
         let first = async move {
+            // The statement counts from asking for a connection until its rows are read or
+            // dropped.
+            let held = Gauge::up(&this.active);
             let pool = this.pool().await.map_err(ConnectorError::into_datafusion)?;
             tracing::debug!(source = %this.name, sql = %sql, "query sent to source");
             let inner = match tokio::time::timeout(
@@ -271,14 +306,14 @@ impl SqlSource {
                 }
             };
             let describe = this.describe();
-            let bounded = futures::stream::unfold(Some(inner), move |state| {
+            let bounded = futures::stream::unfold(Some((inner, held)), move |state| {
                 let describe = describe.clone();
                 let target = Arc::clone(&target);
                 async move {
-                    let mut s = state?;
+                    let (mut s, held) = state?;
                     match tokio::time::timeout(timeout, s.next()).await {
                         Ok(None) => None,
-                        Ok(Some(Ok(b))) => Some((conform_batch(&b, &target), Some(s))),
+                        Ok(Some(Ok(b))) => Some((conform_batch(&b, &target), Some((s, held)))),
                         Ok(Some(Err(e))) => Some((
                             Err(ConnectorError::new(
                                 classify_stream_error(&e),
@@ -426,6 +461,10 @@ impl SqlConnector {
 
 #[async_trait]
 impl Connector for SqlConnector {
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(self.source.pool_stats())
+    }
+
     async fn open_port(
         &self,
         _session: &dyn Session,

@@ -38,6 +38,7 @@ use meshgate_proto::v1::{PreparedStatementHandle, StatementTicket};
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::error::GatewayError;
 use crate::query::{execute, params_from_batch, QueryEngine};
@@ -115,6 +116,33 @@ struct Caller {
     principal: Arc<Principal>,
     client: Option<String>,
     started: Instant,
+    /// The client's trace context, parent of the call's span.
+    trace: crate::telemetry::RemoteParent,
+}
+
+impl Caller {
+    /// The span of a query call: a child of the client's trace when it sent one.
+    fn span(&self, name: &'static str, rpc: &'static str, sql: &str) -> tracing::Span {
+        let span = match name {
+            "query" => tracing::info_span!(
+                "query",
+                rpc,
+                principal = %self.principal.name,
+                sql = %sql.chars().take(2000).collect::<String>(),
+                rows = tracing::field::Empty,
+                status = tracing::field::Empty,
+            ),
+            _ => tracing::info_span!(
+                "flight_info",
+                rpc,
+                principal = %self.principal.name,
+                sql = %sql.chars().take(2000).collect::<String>(),
+                status = tracing::field::Empty,
+            ),
+        };
+        self.trace.adopt(&span);
+        span
+    }
 }
 
 /// What a finished call did, for its audit record.
@@ -301,13 +329,15 @@ impl MeshFlightSqlService {
         };
         let usage = Arc::new(usage);
         engine.attach_usage(Arc::clone(&usage));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        engine.attach_metrics(Arc::clone(&metrics));
         let state = State {
             sql_info: sql_info::sql_info_data(&session),
             xdbc: sql_info::xdbc_type_info_data(),
             engine: RwLock::new(engine),
             authn: RwLock::new(Arc::new(authn)),
             audit,
-            metrics: Arc::new(crate::metrics::Metrics::default()),
+            metrics,
             usage,
             signer,
             prepared: PreparedStore::new(settings.prepared_ttl, settings.max_prepared),
@@ -356,6 +386,7 @@ impl MeshFlightSqlService {
         let authn = Authenticator::new(&engine.catalog().mesh.auth, self.state.signer.clone())
             .map_err(|e| GatewayError::BadRequest(format!("invalid auth settings: {e}")))?;
         engine.attach_usage(Arc::clone(&self.state.usage));
+        engine.attach_metrics(Arc::clone(&self.state.metrics));
         *self.state.authn.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(authn);
         *self.state.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
         Ok(())
@@ -371,6 +402,7 @@ impl MeshFlightSqlService {
                 principal: Arc::new(p),
                 client,
                 started,
+                trace: crate::telemetry::RemoteParent::from_metadata(request.metadata()),
             }),
             Err(reason) => {
                 tracing::warn!(rpc, client = ?client, reason = %reason, "authentication failed");
@@ -486,7 +518,14 @@ impl MeshFlightSqlService {
             Some(b) => params_from_batch(b)?,
             None => vec![],
         };
-        let planned = self.engine().plan(sql, values, &caller.principal).await?;
+        let span = caller.span("flight_info", "GetFlightInfo", sql);
+        let planned = self
+            .engine()
+            .plan(sql, values, &caller.principal)
+            .instrument(span.clone())
+            .await;
+        span.record("status", if planned.is_ok() { "ok" } else { "error" });
+        let planned = planned?;
         outcome.ports = planned.reads.clone();
         let ticket = StatementTicket {
             sql: sql.to_string(),
@@ -519,8 +558,14 @@ impl MeshFlightSqlService {
             Some(b) => params_from_batch(b),
             None => Ok(vec![]),
         };
+        let span = caller.span("query", rpc, sql);
         let planned = match values {
-            Ok(values) => self.engine().plan(sql, values, &caller.principal).await,
+            Ok(values) => {
+                self.engine()
+                    .plan(sql, values, &caller.principal)
+                    .instrument(span.clone())
+                    .await
+            }
             Err(e) => Err(e),
         };
         let mut outcome = Outcome {
@@ -529,7 +574,10 @@ impl MeshFlightSqlService {
         };
         let planned = match planned {
             Ok(p) => p,
-            Err(e) => return self.finish(&caller, rpc, outcome, Err(e)),
+            Err(e) => {
+                span.record("status", code_name(Status::from(e.clone()).code()).as_str());
+                return self.finish(&caller, rpc, outcome, Err(e));
+            }
         };
         outcome.ports = planned.reads.clone();
         let schema = Arc::clone(&planned.wire_schema);
@@ -541,6 +589,8 @@ impl MeshFlightSqlService {
         // A panic while executing must not look like the end of the result: report it.
         let panic_tx = tx.clone();
         let active = self.state.metrics.query_started();
+        let stream_span = tracing::info_span!(parent: &span, "stream");
+        let query_span = span;
         self.state.exec.spawn(async move {
             let _active = active;
             let run = async move {
@@ -595,8 +645,17 @@ impl MeshFlightSqlService {
                 tracing::info!(sql = %sql_for_log, principal = %principal, rows, ok = failure.is_none(), elapsed_ms = caller.started.elapsed().as_millis() as u64, sources = %sources, "query finished");
                 outcome.rows = rows;
                 outcome.bytes = bytes;
+                query_span.record("rows", rows);
+                query_span.record(
+                    "status",
+                    failure
+                        .as_ref()
+                        .map_or_else(|| "OK".to_string(), |s| code_name(s.code()))
+                        .as_str(),
+                );
                 state.record(&caller, rpc, outcome, failure.as_ref());
-            };
+            }
+            .instrument(stream_span);
             if std::panic::AssertUnwindSafe(run).catch_unwind().await.is_err() {
                 let e = GatewayError::internal("a query panicked while executing");
                 let _ = panic_tx.send(Err(Status::from(e))).await;

@@ -699,3 +699,101 @@ async fn runtime_drift_degrades_and_recovers_a_port() {
         .await
         .expect("drop");
 }
+
+/// The value of the sample `series` (name and labels as rendered) in a metrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Per-source figures on /metrics: sub-query latency, errors by class, and the pool's use
+/// while a statement streams and after it is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_metrics_show_latency_errors_and_pool_use() {
+    use futures::StreamExt;
+    let dbs = loaded_dbs().await;
+    let mesh = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
+    let gw = TestGateway::start(mesh.path()).await;
+    let metrics = || {
+        gw.service
+            .metrics()
+            .render(&gw.service, &meshgate::reload::ReloadStats::default())
+    };
+    let mut c = gw.client().await;
+    for sql in [
+        "SELECT count(*) FROM customers.crm.nation",
+        "SELECT n_name FROM customers.crm.nation WHERE n_regionkey = 1",
+        "SELECT count(*) FROM supply.catalog.supplier",
+    ] {
+        query(&mut c, sql).await.expect(sql);
+    }
+    let e = query(
+        &mut c,
+        "SELECT 1 / (n_nationkey - n_nationkey) AS x FROM customers.crm.nation",
+    )
+    .await
+    .expect_err("division by zero in PostgreSQL");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    let text = metrics();
+    let pg_count = "meshgate_source_query_duration_seconds_count{source=\"crm_pg\"}";
+    assert_eq!(sample(&text, pg_count), Some(3.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "meshgate_source_query_duration_seconds_count{source=\"supply_db\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "meshgate_source_query_duration_seconds_bucket{source=\"crm_pg\",le=\"+Inf\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "meshgate_source_errors_total{source=\"crm_pg\",class=\"query\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "meshgate_source_pool_connections{source=\"crm_pg\"}"),
+        Some(8.0),
+        "{text}"
+    );
+    let in_use = "meshgate_source_pool_in_use{source=\"crm_pg\"}";
+    assert_eq!(sample(&text, in_use), Some(0.0), "{text}");
+    // Files have no pool.
+    assert!(!text.contains("meshgate_source_pool_in_use{source=\"sales_lake\"}"));
+
+    // A statement streaming millions of rows holds one connection while the client is slow,
+    // and gives it back when the client goes away.
+    let info = c
+        .execute(
+            "SELECT a.c_custkey, b.c_custkey AS k FROM customers.crm.customer a, customers.crm.customer b"
+                .into(),
+            None,
+        )
+        .await
+        .expect("plan");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let mut stream = c.do_get(ticket).await.expect("do_get");
+    stream.next().await.expect("a batch").expect("ok");
+    assert_eq!(sample(&metrics(), in_use), Some(1.0));
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sample(&metrics(), in_use) != Some(0.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection was not given back: {}",
+            metrics()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(sample(&metrics(), pg_count).is_some_and(|n| n >= 4.0));
+}
