@@ -64,7 +64,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "each connector crate builds on its own"
 for crate in meshgate-connector meshgate-connector-sql meshgate-connector-files meshgate-connector-sqlite \
-  meshgate-connector-postgres meshgate-connector-mysql meshgate-config meshgate-proto; do
+  meshgate-connector-postgres meshgate-connector-mysql meshgate-connector-flightsql meshgate-config meshgate-proto; do
   cargo check -q --locked -p "$crate"
 done
 

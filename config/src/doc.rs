@@ -271,7 +271,7 @@ pub struct SourceDoc {
     /// Unique source name, referenced by ports.
     #[schemars(with = "String")]
     pub name: Spanned<String>,
-    /// Source kind: `files`, `sqlite`, `postgres`, `mysql` (and later `flightsql`).
+    /// Source kind: `files`, `sqlite`, `postgres`, `mysql`, `flightsql`.
     #[schemars(with = "String")]
     pub kind: Spanned<String>,
     /// Options of the source kind; each connector documents its keys. Secrets are written

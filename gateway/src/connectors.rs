@@ -19,6 +19,8 @@ pub fn default_registry() -> Registry {
     r.register(Arc::new(meshgate_connector_postgres::factory()));
     #[cfg(feature = "mysql")]
     r.register(Arc::new(meshgate_connector_mysql::factory()));
+    #[cfg(feature = "flightsql")]
+    r.register(Arc::new(meshgate_connector_flightsql::factory()));
     r
 }
 

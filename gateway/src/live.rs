@@ -45,7 +45,7 @@ pub struct PortCheck {
 /// do not: every column reads as nullable there).
 fn declares_nullability(kind: &str, port: &Port) -> bool {
     match kind {
-        "postgres" | "mysql" => true,
+        "postgres" | "mysql" | "flightsql" => true,
         "files" => matches!(port.binding.format.as_deref(), Some("parquet" | "arrow")),
         _ => false,
     }

@@ -34,6 +34,25 @@ pub struct Capabilities {
 
 const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "avg"];
 
+/// A DataFusion-based Flight SQL server (another meshgate, ROAPI, Spice, ...): the functions
+/// the unparser writes mean the same there.
+pub const DATAFUSION: Capabilities = Capabilities {
+    scalar_functions: POSTGRES.scalar_functions,
+    aggregate_functions: AGGREGATES,
+    integer_division_truncates: true,
+    concat_operator: true,
+    ilike: true,
+};
+
+/// A SQL server of unknown dialect: only what every SQL database agrees on.
+pub const GENERIC: Capabilities = Capabilities {
+    scalar_functions: &["abs", "coalesce", "nullif", "lower", "upper"],
+    aggregate_functions: AGGREGATES,
+    integer_division_truncates: false,
+    concat_operator: false,
+    ilike: false,
+};
+
 /// PostgreSQL.
 pub const POSTGRES: Capabilities = Capabilities {
     scalar_functions: &[

@@ -5,5 +5,6 @@ mod contracts;
 mod hardening;
 mod metadata;
 mod queries;
+mod remote;
 mod sources;
 mod sql_sources;
