@@ -402,10 +402,10 @@ fn status_error(s: &tonic::Status) -> ConnectorError {
             }
         }
         Code::DeadlineExceeded => ErrorClass::Timeout,
-        Code::Unavailable | Code::Cancelled | Code::Aborted | Code::ResourceExhausted => {
-            ErrorClass::Unavailable
-        }
-        _ => ErrorClass::Internal,
+        Code::Unimplemented => ErrorClass::Query,
+        // The remote failed (Unknown, Internal, DataLoss, Unavailable, ...): not a bug of
+        // this gateway, and the message is the remote's to show.
+        _ => ErrorClass::Unavailable,
     };
     let msg = s.message().lines().next().unwrap_or_default();
     ConnectorError::new(class, format!("the server answered {:?}: {msg}", s.code()))

@@ -313,7 +313,13 @@ impl SqlSource {
                     let (mut s, held) = state?;
                     match tokio::time::timeout(timeout, s.next()).await {
                         Ok(None) => None,
-                        Ok(Some(Ok(b))) => Some((conform_batch(&b, &target), Some((s, held)))),
+                        Ok(Some(Ok(b))) => {
+                            let conformed = conform_batch(&b, &target).map_err(|e| {
+                                ConnectorError::new(ErrorClass::Data, format!("{describe}: {e}"))
+                                    .into_datafusion()
+                            });
+                            Some((conformed, Some((s, held))))
+                        }
                         Ok(Some(Err(e))) => Some((
                             Err(ConnectorError::new(
                                 classify_stream_error(&e),
