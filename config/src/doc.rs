@@ -84,6 +84,24 @@ pub struct AuthDoc {
     /// TLS (and mutual TLS) on the Flight SQL endpoint.
     #[serde(default)]
     pub tls: Option<TlsDoc>,
+    /// Other meshgates allowed to forward their callers' identity (a signed assertion sent
+    /// with the gateway's own credentials): queries then run as the forwarded principal.
+    #[serde(default)]
+    pub trusted_gateways: Vec<TrustedGatewayDoc>,
+}
+
+/// A gateway whose identity assertions are accepted (`auth.trusted_gateways[]`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedGatewayDoc {
+    /// The gateway's name: the `iss` of its assertions (its `forward_identity.issuer`).
+    pub name: String,
+    /// The HMAC key both sides share, `{ env: NAME }` or `{ file: path }` (at least 32 bytes).
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub key: serde_json::Value,
+    /// The principals (users or tokens of this mesh) the gateway authenticates as; an
+    /// assertion is accepted only with their credentials.
+    pub principals: Vec<String>,
 }
 
 /// A user with a password (`auth.users[]`).

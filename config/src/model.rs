@@ -129,6 +129,28 @@ pub struct Auth {
     pub session_ttl_s: u64,
     /// TLS on the endpoint.
     pub tls: Option<Tls>,
+    /// Gateways whose identity assertions are accepted.
+    pub trusted_gateways: Vec<TrustedGateway>,
+}
+
+/// Validated `auth.trusted_gateways[]`.
+#[derive(Clone)]
+pub struct TrustedGateway {
+    /// Name (`iss` of its assertions).
+    pub name: String,
+    /// Shared HMAC key (resolved secret).
+    pub key: String,
+    /// Principals it authenticates as.
+    pub principals: Vec<String>,
+}
+
+impl std::fmt::Debug for TrustedGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedGateway")
+            .field("name", &self.name)
+            .field("principals", &self.principals)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A password user.

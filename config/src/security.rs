@@ -8,7 +8,7 @@ use crate::doc::{AccessDoc, AuditDoc, AuthDoc, PoliciesDoc};
 use crate::error::{ConfigError, Origin};
 use crate::model::{
     Access, AuditTarget, Auth, Classification, Grantee, Jwt, Policies, RowFilter, StaticToken, Tls,
-    User,
+    TrustedGateway, User,
 };
 use crate::secrets::resolve_secrets;
 
@@ -259,9 +259,51 @@ pub(crate) fn build_auth(
         })
     });
     if doc.session_ttl_s == Some(0) {
-        errors.push(ConfigError::new(at, "auth.session_ttl_s must be positive"));
+        errors.push(ConfigError::new(
+            at.clone(),
+            "auth.session_ttl_s must be positive",
+        ));
+    }
+    let mut trusted_gateways = Vec::new();
+    for g in doc.trusted_gateways {
+        let what = format!("auth.trusted_gateways `{}`", g.name);
+        if let Err(e) = check_principal_name(&g.name) {
+            errors.push(ConfigError::new(
+                at.clone(),
+                format!("auth.trusted_gateways: {e}"),
+            ));
+        }
+        let key = secret(&g.key, &format!("{what}: key"), dir, &at, errors);
+        if key.as_ref().is_some_and(|k| k.len() < 32) {
+            errors.push(ConfigError::new(
+                at.clone(),
+                format!("{what}: key must be at least 32 bytes"),
+            ));
+        }
+        if g.principals.is_empty() {
+            errors.push(ConfigError::new(
+                at.clone(),
+                format!("{what}: list the principals it authenticates as in `principals`"),
+            ));
+        }
+        for p in &g.principals {
+            if !names.contains(p) {
+                errors.push(ConfigError::new(
+                    at.clone(),
+                    format!("{what}: principal `{p}` is not a user or token of auth"),
+                ));
+            }
+        }
+        if let Some(key) = key {
+            trusted_gateways.push(TrustedGateway {
+                name: g.name,
+                key,
+                principals: g.principals,
+            });
+        }
     }
     Auth {
+        trusted_gateways,
         users,
         tokens,
         jwt,

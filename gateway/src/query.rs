@@ -357,6 +357,10 @@ impl QueryEngine {
         state.config_mut().set_extension(Arc::new(QueryObservers {
             metrics: self.metrics.get().cloned(),
             span: query_span,
+            caller: Some(Arc::new(meshgate_connector::identity::Caller {
+                name: principal.name.clone(),
+                groups: principal.groups.iter().cloned().collect(),
+            })),
         }));
         self.on_planner(move |handle| {
             let _entered = plan_span.enter();

@@ -42,6 +42,8 @@ pub struct QueryObservers {
     pub metrics: Option<Arc<Metrics>>,
     /// The query's span: source sub-queries are its children.
     pub span: tracing::Span,
+    /// The principal the query runs for, for sources that forward it.
+    pub caller: Option<Arc<meshgate_connector::identity::Caller>>,
 }
 
 /// The error class of a failed sub-query, for the `class` label.
@@ -210,7 +212,15 @@ impl ExecutionPlan for SourceReadExec {
                 }
             }
         };
-        let input = match sub.span.in_scope(|| self.input.execute(partition, context)) {
+        let caller = context
+            .session_config()
+            .get_extension::<QueryObservers>()
+            .and_then(|o| o.caller.clone());
+        let input = match sub.span.in_scope(|| {
+            meshgate_connector::identity::with_caller(caller, || {
+                self.input.execute(partition, context)
+            })
+        }) {
             Ok(i) => i,
             Err(e) => {
                 sub.failed(&e);

@@ -14,6 +14,7 @@
 //! ```
 
 mod error;
+pub mod identity;
 pub mod memory;
 mod registry;
 

@@ -19,7 +19,19 @@
 //! | `max_message_mb` | largest message accepted from the server | 64 |
 //! | `headers` | extra gRPC headers sent on every call (a map of name to value) | none |
 //! | `pool_size`, `connect_timeout_ms`, `acquire_timeout_ms`, `statement_timeout_ms` | statements at once, and timeouts (see `meshgate-connector-sql`) | 8, 5000, 10000, 300000 |
+//! | `forward_identity` | `{ issuer, key, ttl_s }`: send each query's principal to a remote meshgate that trusts `issuer` with `key` (a secret, 32 bytes or more) | off |
 //!
+//! # Identity propagation
+//!
+//! With `forward_identity`, every statement carries the header `x-meshgate-assertion`: an
+//! HS256 JWT `{ iss: issuer, sub: principal, groups, iat, exp: iat + ttl_s (60) }` signed
+//! with `key`, next to the source's own credentials. A remote meshgate that lists this
+//! gateway in `auth.trusted_gateways` (same name, same key, the credentials' principal in
+//! `principals`) runs the statement as `sub`, with `sub`'s groups in the remote's own
+//! config: the remote's grants, masks and row filters apply to the real consumer, and its
+//! audit log and usage name them. An assertion alone authenticates nothing; credentials
+//! alone are the service account. Schema lookups (opening ports, drift checks) use the
+//! service account.
 //! # Port keys
 //!
 //! `table: [catalog.][schema.]table` (federated; a remote meshgate's port is
@@ -43,6 +55,7 @@ use datafusion::sql::unparser::dialect::{
     DefaultDialect, Dialect, MySqlDialect, PostgreSqlDialect, SqliteDialect,
 };
 use futures::{StreamExt, TryStreamExt};
+use meshgate_connector::identity::Caller;
 use meshgate_connector::{ConnectorError, ErrorClass, SourceContext};
 use meshgate_connector_sql::capability::{self, Capabilities};
 use meshgate_connector_sql::{
@@ -111,6 +124,31 @@ pub struct FlightSqlOptions {
     /// Until the first batch, and between two batches.
     #[serde(default)]
     pub statement_timeout_ms: Option<u64>,
+    /// Forward each query's principal.
+    #[serde(default)]
+    pub forward_identity: Option<ForwardIdentity>,
+}
+
+/// `forward_identity` of a `flightsql` source.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardIdentity {
+    /// The name the remote trusts (`auth.trusted_gateways[].name` there).
+    pub issuer: String,
+    /// The shared HMAC key (resolved secret).
+    pub key: String,
+    /// Lifetime of an assertion, in seconds.
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
+}
+
+impl std::fmt::Debug for ForwardIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardIdentity")
+            .field("issuer", &self.issuer)
+            .field("ttl_s", &self.ttl_s)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for FlightSqlOptions {
@@ -181,6 +219,14 @@ fn parse(
             return Err(
                 "set credentials with `username`/`password` or `token`, not `headers`".into(),
             );
+        }
+    }
+    if let Some(f) = &opts.forward_identity {
+        if f.key.len() < 32 {
+            return Err("`forward_identity.key` must be at least 32 bytes".into());
+        }
+        if f.issuer.is_empty() {
+            return Err("`forward_identity.issuer` must not be empty".into());
         }
     }
     if opts.max_message_mb == Some(0) {
@@ -332,6 +378,7 @@ impl SqlBackend for FlightSqlBackend {
             client.set_header(k, v);
         }
         let pool = FlightSqlPool {
+            forward: self.opts.forward_identity.clone(),
             client,
             slots: Arc::new(Semaphore::new(settings.pool_size as usize)),
             acquire_timeout: settings.acquire_timeout,
@@ -345,6 +392,7 @@ impl SqlBackend for FlightSqlBackend {
 
 /// A connected channel (HTTP/2 multiplexes the statements) and the statement slots.
 struct FlightSqlPool {
+    forward: Option<ForwardIdentity>,
     client: FlightSqlServiceClient<Channel>,
     slots: Arc<Semaphore>,
     acquire_timeout: Duration,
@@ -411,9 +459,51 @@ fn status_error(s: &tonic::Status) -> ConnectorError {
     ConnectorError::new(class, format!("the server answered {:?}: {msg}", s.code()))
 }
 
+/// The claims of an identity assertion.
+#[derive(serde::Serialize)]
+struct Assertion<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    groups: &'a [String],
+    iat: u64,
+    exp: u64,
+}
+
+/// The signed assertion of `caller` by `forward`.
+fn assertion(forward: &ForwardIdentity, caller: &Caller) -> Result<String, ConnectorError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = Assertion {
+        iss: &forward.issuer,
+        sub: &caller.name,
+        groups: &caller.groups,
+        iat: now,
+        exp: now + forward.ttl_s.unwrap_or(60).max(1),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(forward.key.as_bytes()),
+    )
+    .map_err(|e| {
+        ConnectorError::new(
+            ErrorClass::Internal,
+            format!("cannot sign the identity assertion: {e}"),
+        )
+    })
+}
+
 impl FlightSqlPool {
     async fn info(&self, sql: &str) -> Result<FlightInfo, ConnectorError> {
-        let mut client = self.client.clone();
+        self.info_with(self.client.clone(), sql).await
+    }
+
+    async fn info_with(
+        &self,
+        mut client: FlightSqlServiceClient<Channel>,
+        sql: &str,
+    ) -> Result<FlightInfo, ConnectorError> {
         client
             .execute(sql.to_string(), None)
             .await
@@ -448,6 +538,27 @@ impl SqlPool for FlightSqlPool {
         sql: &str,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream, ConnectorError> {
+        self.query_as(sql, schema, None).await
+    }
+
+    async fn query_as(
+        &self,
+        sql: &str,
+        schema: SchemaRef,
+        caller: Option<Arc<Caller>>,
+    ) -> Result<SendableRecordBatchStream, ConnectorError> {
+        let mut client = self.client.clone();
+        if let Some(forward) = &self.forward {
+            // Fail closed: a statement of no known principal is not sent as the service
+            // account when identities are forwarded.
+            let caller = caller.ok_or_else(|| {
+                ConnectorError::new(
+                    ErrorClass::PermissionDenied,
+                    "forward_identity is on but the statement has no principal to forward",
+                )
+            })?;
+            client.set_header("x-meshgate-assertion", assertion(forward, &caller)?);
+        }
         let permit = tokio::time::timeout(
             self.acquire_timeout,
             Arc::clone(&self.slots).acquire_owned(),
@@ -463,7 +574,7 @@ impl SqlPool for FlightSqlPool {
             )
         })?
         .map_err(|_| ConnectorError::new(ErrorClass::Unavailable, "the source is closing"))?;
-        let info = self.info(sql).await?;
+        let info = self.info_with(client.clone(), sql).await?;
         let mut tickets = Vec::new();
         for ep in info.endpoint {
             if ep
@@ -484,7 +595,6 @@ impl SqlPool for FlightSqlPool {
             })?;
             tickets.push(ticket);
         }
-        let client = self.client.clone();
         // Endpoints are read one after the other; the slot is held until the last batch.
         let batches = futures::stream::iter(tickets)
             .then(move |t| {

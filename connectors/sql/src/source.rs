@@ -19,6 +19,7 @@ use datafusion_federation::sql::{
 };
 use datafusion_federation::FederatedTableSource;
 use futures::{StreamExt, TryStreamExt};
+use meshgate_connector::identity::Caller;
 use meshgate_connector::{
     Connector, ConnectorError, ErrorClass, OpenedPort, PoolStats, PortFederation, PortRequest,
 };
@@ -137,6 +138,18 @@ pub trait SqlPool: Send + Sync + Debug {
         sql: &str,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream, ConnectorError>;
+
+    /// [`Self::query`] on behalf of `caller` (the principal the gateway runs the query for).
+    /// Sources that cannot forward an identity ignore it.
+    async fn query_as(
+        &self,
+        sql: &str,
+        schema: SchemaRef,
+        caller: Option<Arc<Caller>>,
+    ) -> Result<SendableRecordBatchStream, ConnectorError> {
+        let _ = caller;
+        self.query(sql, schema).await
+    }
 }
 
 /// A fingerprint of a credential for [`SqlBackend::compute_context`]: equal for equal
@@ -280,6 +293,7 @@ impl SqlSource {
     /// are bounded by the source's timeouts. Errors name the source.
     pub fn stream(self: &Arc<Self>, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
         let this = Arc::clone(self);
+        let caller = meshgate_connector::identity::current_caller();
         let timeout = self.settings.statement_timeout;
         let target = Arc::clone(&schema);
         let first = async move {
@@ -290,7 +304,7 @@ impl SqlSource {
             tracing::debug!(source = %this.name, sql = %sql, "query sent to source");
             let inner = match tokio::time::timeout(
                 this.settings.acquire_timeout + timeout,
-                pool.query(&sql, Arc::clone(&target)),
+                pool.query_as(&sql, Arc::clone(&target), caller),
             )
             .await
             {

@@ -267,6 +267,11 @@ fn credentials<T>(request: &Request<T>) -> Credentials {
         client_cn: request
             .peer_certs()
             .and_then(|certs| certs.first().and_then(|c| subject_cn(c.as_ref()))),
+        assertion: request
+            .metadata()
+            .get("x-meshgate-assertion")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     }
 }
 

@@ -49,6 +49,14 @@ pub struct Credentials {
     pub authorization: Option<String>,
     /// Subject CN of a client certificate verified by the TLS layer.
     pub client_cn: Option<String>,
+    /// The `x-meshgate-assertion` header: a caller asserted by a trusted gateway.
+    pub assertion: Option<String>,
+}
+
+/// Claims of an identity assertion from a trusted gateway.
+#[derive(serde::Deserialize)]
+struct Assertion {
+    sub: String,
 }
 
 struct JwtVerifier {
@@ -267,6 +275,55 @@ impl Authenticator {
     /// `Basic` (with or without `=` padding); with neither, a verified client certificate, or
     /// `anonymous` when allowed.
     pub fn authenticate(&self, creds: &Credentials) -> Result<Principal, AuthFailure> {
+        let principal = self.authenticate_direct(creds)?;
+        match &creds.assertion {
+            Some(a) => self.forwarded(&principal, a),
+            None => Ok(principal),
+        }
+    }
+
+    /// The caller a trusted gateway asserts. `via` must be one of the principals that
+    /// gateway authenticates as; the assertion must be signed with its key, name it as
+    /// issuer and be current. The caller's groups are the ones of this mesh's config.
+    fn forwarded(&self, via: &Principal, assertion: &str) -> Result<Principal, AuthFailure> {
+        let Some(gw) = self
+            .auth
+            .trusted_gateways
+            .iter()
+            .find(|g| g.principals.contains(&via.name))
+        else {
+            return fail(format!(
+                "identity assertion sent by `{}`, which is not a trusted gateway's principal",
+                via.name
+            ));
+        };
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_issuer(&[gw.name.as_str()]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.leeway = 30;
+        let data = jsonwebtoken::decode::<Assertion>(
+            assertion,
+            &DecodingKey::from_secret(gw.key.as_bytes()),
+            &v,
+        )
+        .map_err(|e| {
+            AuthFailure(format!(
+                "identity assertion of gateway `{}` refused: {e}",
+                gw.name
+            ))
+        })?;
+        let name = data.claims.sub;
+        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+            return fail("identity assertion with an invalid principal name");
+        }
+        let groups = self
+            .user_groups(&name)
+            .or_else(|| self.token_groups(&name))
+            .unwrap_or_default();
+        Ok(self.principal(&name, groups, AuthMethod::Forwarded))
+    }
+
+    fn authenticate_direct(&self, creds: &Credentials) -> Result<Principal, AuthFailure> {
         match creds.authorization.as_deref() {
             Some(h) => {
                 let (scheme, value) = h.split_once(' ').unwrap_or((h, ""));
@@ -429,6 +486,8 @@ impl Authenticator {
                 .tls
                 .is_some()
                 .then(|| s.groups.iter().cloned().collect()),
+            // A forwarded identity holds only with its assertion, on each call.
+            AuthMethod::Forwarded => None,
         };
         let Some(groups) = groups else {
             return fail(format!(
@@ -494,6 +553,7 @@ mod tests {
     fn auth() -> Auth {
         let (_, h) = new_token();
         Auth {
+            trusted_gateways: vec![],
             users: vec![User {
                 name: "alice".into(),
                 password_hash: hash_password("s3cret").expect("hash"),
@@ -514,6 +574,7 @@ mod tests {
         Credentials {
             authorization: Some(h.into()),
             client_cn: None,
+            assertion: None,
         }
     }
 
@@ -541,6 +602,73 @@ mod tests {
         let bad = String::from_utf8(bad).expect("utf8");
         assert!(a.authenticate(&creds(&format!("Bearer {bad}"))).is_err());
         assert!(a.authenticate(&Credentials::default()).is_err());
+    }
+
+    #[test]
+    fn forwarded_identities() {
+        use jsonwebtoken::{encode, EncodingKey, Header};
+        let key = "k".repeat(40);
+        let mut cfg = auth();
+        cfg.trusted_gateways = vec![meshgate_config::TrustedGateway {
+            name: "hub".into(),
+            key: key.clone(),
+            principals: vec!["alice".into()],
+        }];
+        let a =
+            Authenticator::new(&cfg, TicketSigner::random(Duration::from_secs(60))).expect("auth");
+        let now = now_ms() / 1000;
+        let sign = |iss: &str, sub: &str, exp: u64, k: &str| {
+            encode(
+                &Header::new(Algorithm::HS256),
+                &serde_json::json!({"iss": iss, "sub": sub, "exp": exp, "iat": now}),
+                &EncodingKey::from_secret(k.as_bytes()),
+            )
+            .expect("sign")
+        };
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+        );
+        let with = |assertion: String, authorization: Option<String>| Credentials {
+            authorization,
+            client_cn: None,
+            assertion: Some(assertion),
+        };
+        // The trusted principal asserting `etl` becomes `etl`, with etl's groups here.
+        let p = a
+            .authenticate(&with(
+                sign("hub", "etl", now + 60, &key),
+                Some(basic.clone()),
+            ))
+            .expect("forwarded");
+        assert_eq!(p.name, "etl");
+        assert_eq!(p.method, AuthMethod::Forwarded);
+        assert!(p.groups.contains("pipelines"));
+        // Unknown here: no groups.
+        let p = a
+            .authenticate(&with(
+                sign("hub", "zed", now + 60, &key),
+                Some(basic.clone()),
+            ))
+            .expect("forwarded");
+        assert!(p.groups.is_empty());
+        // Refused: another key, another issuer, expired, no credentials, and sessions of a
+        // forwarded principal.
+        for bad in [
+            with(
+                sign("hub", "etl", now + 60, &"x".repeat(40)),
+                Some(basic.clone()),
+            ),
+            with(sign("other", "etl", now + 60, &key), Some(basic.clone())),
+            with(sign("hub", "etl", now - 120, &key), Some(basic.clone())),
+            with(sign("hub", "etl", now + 60, &key), None),
+        ] {
+            assert!(a.authenticate(&bad).is_err());
+        }
+        let session = a.issue_session(&p);
+        assert!(a
+            .authenticate(&creds(&format!("Bearer {session}")))
+            .is_err());
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum AuthMethod {
     Certificate,
     /// No credentials (`auth.anonymous: true`).
     Anonymous,
+    /// An identity asserted by a trusted gateway (`auth.trusted_gateways`).
+    Forwarded,
 }
 
 impl AuthMethod {
@@ -32,6 +34,7 @@ impl AuthMethod {
             Self::Jwt => "jwt",
             Self::Certificate => "certificate",
             Self::Anonymous => "anonymous",
+            Self::Forwarded => "forwarded",
         }
     }
 
@@ -43,6 +46,7 @@ impl AuthMethod {
             "jwt" => Self::Jwt,
             "certificate" => Self::Certificate,
             "anonymous" => Self::Anonymous,
+            "forwarded" => Self::Forwarded,
             _ => return None,
         })
     }

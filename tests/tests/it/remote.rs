@@ -1,8 +1,10 @@
 //! `flightsql` sources: a second meshgate as the remote of another (a mesh of gateways).
 
+use arrow_flight::sql::client::FlightSqlServiceClient;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use meshgate_tests::{admin_auth_yaml, demo_dir, query, write_file, TestGateway};
+use tonic::transport::Channel;
 
 fn text(batches: &[RecordBatch]) -> String {
     pretty_format_batches(batches).expect("format").to_string()
@@ -161,4 +163,118 @@ async fn remote_errors_name_the_source_and_keep_their_class() {
         .expect_err("remote down");
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
     assert!(e.message().contains(&addr.to_string()), "{e}");
+}
+
+async fn client_as(gw: &TestGateway, user: &str, pw: &str) -> FlightSqlServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", gw.addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut c = FlightSqlServiceClient::new(channel);
+    c.handshake(user, pw).await.expect("handshake");
+    c
+}
+
+/// A remote meshgate that trusts gateway `hub` (key in secrets/hub.key) when it logs in as
+/// `hub-svc`; its ledger is readable by group `finance` (alice) and by `hub-svc` itself (the
+/// hub opens its ports with it; with forwarding, data statements run as the caller).
+fn trusting_remote() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let hash = |pw: &str| meshgate::security::authn::hash_password(pw).expect("hash");
+    write_file(d, "secrets/hub.key", "0123456789abcdef0123456789abcdef-hub");
+    write_file(d, "data/entries.csv", "id,amount\n1,10\n2,20\n3,30\n");
+    write_file(
+        d,
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: remote\nauth:\n  users:\n    - {{ name: hub-svc, password_hash: \"{}\", groups: [] }}\n    - {{ name: alice, password_hash: \"{}\", groups: [finance] }}\n  trusted_gateways:\n    - {{ name: hub, key: {{ file: secrets/hub.key }}, principals: [hub-svc] }}\npolicies: {{ default_access: deny }}\nsources:\n  - {{ name: books, kind: files, options: {{ url: data }} }}\n",
+            hash("hub-svc-pw"),
+            hash("alice-remote-pw")
+        ),
+    );
+    write_file(
+        d,
+        "domains/fin/ledger.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: fin\nname: ledger\nowner: { team: finance, email: fin@example.com }\naccess:\n  read: [group:finance, user:hub-svc]\nports:\n  - { name: entries, source: books, location: entries.csv, format: csv }\n",
+    );
+    dir
+}
+
+/// The hub: users alice and mallory; reads the remote's ledger as `hub-svc`, forwarding the
+/// caller when `forward` is set, signed with `key`.
+fn hub(remote: &std::net::SocketAddr, forward: bool, key: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let hash = |pw: &str| meshgate::security::authn::hash_password(pw).expect("hash");
+    write_file(d, "secrets/svc", "hub-svc-pw");
+    write_file(d, "secrets/hub.key", key);
+    let fwd = if forward {
+        ", forward_identity: { issuer: hub, key: { file: secrets/hub.key } }"
+    } else {
+        ""
+    };
+    write_file(
+        d,
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: hub\nauth:\n  users:\n    - {{ name: alice, password_hash: \"{}\", groups: [staff] }}\n    - {{ name: mallory, password_hash: \"{}\", groups: [staff] }}\npolicies: {{ default_access: allow }}\nsources:\n  - name: remote_gw\n    kind: flightsql\n    options: {{ url: \"grpc://{remote}\", username: hub-svc, password: {{ file: secrets/svc }}, dialect: datafusion{fwd} }}\n",
+            hash("alice-pw"),
+            hash("mallory-pw")
+        ),
+    );
+    write_file(
+        d,
+        "domains/fin/mirror.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: fin\nname: mirror\nowner: { team: platform }\nports:\n  - { name: entries, source: remote_gw, table: fin.ledger.entries }\n",
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_applies_its_policies_to_the_forwarded_caller() {
+    let remote_dir = trusting_remote();
+    let remote = TestGateway::start(remote_dir.path()).await;
+    let key = "0123456789abcdef0123456789abcdef-hub";
+    let sum = "SELECT sum(amount) AS s FROM fin.mirror.entries";
+
+    // Forwarding: alice is in `finance` on the remote and reads; mallory is not and is
+    // refused by the remote, naming its product.
+    let with_fwd = hub(&remote.addr, true, key);
+    let gw = TestGateway::start(with_fwd.path()).await;
+    let mut alice = client_as(&gw, "alice", "alice-pw").await;
+    assert_eq!(
+        scalar(&query(&mut alice, sum).await.expect("alice reads")),
+        "60"
+    );
+    let mut mallory = client_as(&gw, "mallory", "mallory-pw").await;
+    let e = query(&mut mallory, sum).await.expect_err("mallory may not");
+    // (A source's refusal is UNAVAILABLE here, as for a database refusing the gateway's
+    // credentials; the message carries the remote's PermissionDenied and its product.)
+    assert!(
+        e.message().contains("PermissionDenied") && e.message().contains("fin.ledger"),
+        "{e}"
+    );
+
+    // Without forwarding the remote sees only the hub's service account: it cannot tell
+    // mallory from alice.
+    let plain = hub(&remote.addr, false, key);
+    let gw = TestGateway::start(plain.path()).await;
+    let mut mallory = client_as(&gw, "mallory", "mallory-pw").await;
+    assert_eq!(
+        scalar(
+            &query(&mut mallory, sum)
+                .await
+                .expect("as the service account")
+        ),
+        "60"
+    );
+
+    // An assertion signed with another key is refused.
+    let forged = hub(&remote.addr, true, "another-key-another-key-another-key!");
+    let gw = TestGateway::start(forged.path()).await;
+    let mut alice = client_as(&gw, "alice", "alice-pw").await;
+    let e = query(&mut alice, sum).await.expect_err("forged assertion");
+    assert!(e.message().contains("Unauthenticated"), "{e}");
 }
