@@ -183,6 +183,8 @@ impl ExecutionPlan for SourceReadExec {
     ) -> Result<SendableRecordBatchStream> {
         let rows: Count = MetricBuilder::new(&self.metrics).output_rows(partition);
         let bytes: Count = MetricBuilder::new(&self.metrics).counter(BYTES_READ, partition);
+        // One lookup of the query's observers per partition: trace parent, metrics, caller.
+        let observers = context.session_config().get_extension::<QueryObservers>();
         let sub = {
             let mut current = self
                 .current
@@ -191,7 +193,6 @@ impl ExecutionPlan for SourceReadExec {
             match current.upgrade() {
                 Some(sub) => sub,
                 None => {
-                    let observers = context.session_config().get_extension::<QueryObservers>();
                     let parent = observers.as_ref().and_then(|o| o.span.id());
                     let sub = Arc::new(SubQuery {
                         source: self.source.clone(),
@@ -203,7 +204,7 @@ impl ExecutionPlan for SourceReadExec {
                             error = tracing::field::Empty,
                         ),
                         started: Instant::now(),
-                        metrics: observers.and_then(|o| o.metrics.clone()),
+                        metrics: observers.as_ref().and_then(|o| o.metrics.clone()),
                         error: std::sync::Mutex::new(None),
                         rows: std::sync::atomic::AtomicU64::new(0),
                     });
@@ -212,10 +213,7 @@ impl ExecutionPlan for SourceReadExec {
                 }
             }
         };
-        let caller = context
-            .session_config()
-            .get_extension::<QueryObservers>()
-            .and_then(|o| o.caller.clone());
+        let caller = observers.and_then(|o| o.caller.clone());
         let input = match sub.span.in_scope(|| {
             meshgate_connector::identity::with_caller(caller, || {
                 self.input.execute(partition, context)
