@@ -30,7 +30,7 @@ enum ContractCommand {
         /// The port, `domain.product.port`.
         port: String,
         /// The mesh directory.
-        #[arg(long, env = "MESHGATE_CONFIG", default_value = ".")]
+        #[arg(long, env = "MESHGATE_CONFIG", default_value = ".", value_parser = mesh_dir)]
         config: PathBuf,
         /// Write to this file instead of standard output.
         #[arg(long, short)]
@@ -57,6 +57,20 @@ enum DiffFormat {
 }
 
 /// Loads a mesh for `diff`: every problem except unresolved secrets is an error.
+/// A mesh is named by its directory; a path to its `mesh.yaml` names the same mesh.
+fn mesh_dir(arg: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(arg);
+    if path.is_file() && path.file_name().is_some_and(|n| n == meshgate_config::MESH_FILE) {
+        let parent = path.parent().map(PathBuf::from).unwrap_or_default();
+        return Ok(if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent
+        });
+    }
+    Ok(path)
+}
+
 fn load_for_diff(dir: &std::path::Path) -> Result<meshgate_config::Mesh, String> {
     let (mesh, errors) = meshgate_config::load_mesh_lenient(dir);
     let fatal: Vec<String> = errors
@@ -139,15 +153,16 @@ struct ServeArgs {
 enum Command {
     /// Serve a mesh directory over Flight SQL.
     Serve {
-        /// The mesh directory (holding mesh.yaml and domains/).
-        #[arg(long, env = "MESHGATE_CONFIG")]
+        /// The mesh directory (holding mesh.yaml and domains/), or its mesh.yaml.
+        #[arg(long, env = "MESHGATE_CONFIG", value_parser = mesh_dir)]
         config: PathBuf,
         #[command(flatten)]
         serve: ServeArgs,
     },
     /// Check a mesh directory; exit 0 when valid, 1 when not, listing every error.
     Validate {
-        /// The mesh directory.
+        /// The mesh directory, or its mesh.yaml.
+        #[arg(value_parser = mesh_dir)]
         dir: PathBuf,
         /// Also connect to every source and compare each port's live schema with its
         /// contract (missing tables, files and columns, incompatible types, nullable columns
@@ -174,8 +189,10 @@ enum Command {
     /// error. Secrets need not be set.
     Diff {
         /// The mesh directory before the change.
+        #[arg(value_parser = mesh_dir)]
         old: PathBuf,
         /// The mesh directory after the change.
+        #[arg(value_parser = mesh_dir)]
         new: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = DiffFormat::Text)]

@@ -14,6 +14,10 @@ def test_validate_accepts_the_demo_mesh():
     r = run("validate", str(ROOT / "config" / "examples" / "demo"))
     assert r.returncode == 0, r.stderr
     assert "valid (3 sources, 3 domains, 8 ports)" in r.stdout
+    # The mesh's mesh.yaml names the same mesh as its directory.
+    r = run("validate", str(ROOT / "config" / "examples" / "demo" / "mesh.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "valid (3 sources, 3 domains, 8 ports)" in r.stdout
 
 
 def test_validate_lists_every_error_with_positions(tmp_path: pathlib.Path):
