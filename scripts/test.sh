@@ -6,6 +6,8 @@
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default: ./target)
 #   MESHGATE_VENV      the Python virtualenv for client tests (default: ./.venv)
+#   MESHGATE_AZURITE   where the Azurite blob emulator (npm) is installed for the Azure test
+#                      (default: ./.azurite)
 #   MESHGATE_TEST_PG_URL, MESHGATE_TEST_MYSQL_URL
 #                      existing servers for the SQL-source tests (postgres://user:pw@host:port/db,
 #                      mysql://...); without them PostgreSQL and MariaDB are started here from
@@ -16,6 +18,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 venv=${MESHGATE_VENV:-$root/.venv}
+azurite=${MESHGATE_AZURITE:-$root/.azurite}
+export MESHGATE_AZURITE=$azurite
 started=$SECONDS
 
 step() { printf '\n==> %s (%ss)\n' "$*" "$((SECONDS - started))"; }
@@ -54,6 +58,17 @@ req=tests/clients/requirements.txt
 if ! cmp -s "$req" "$venv/.meshgate-requirements" 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
   cp "$req" "$venv/.meshgate-requirements"
+fi
+
+step "Azurite (Azure Blob Storage emulator, npm) for the Azure files test"
+azurite_version=3.37.0
+if [ "$(cat "$azurite/.meshgate-version" 2>/dev/null)" != "$azurite_version" ]; then
+  if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  mkdir -p "$azurite"
+  npm install --prefix "$azurite" --no-audit --no-fund --silent "azurite@$azurite_version"
+  echo "$azurite_version" > "$azurite/.meshgate-version"
 fi
 
 step "cargo fmt --check"

@@ -569,6 +569,10 @@ const CREDENTIAL_KEYS: &[&str] = &[
     "session_token",
     "client_secret",
     "private_key",
+    "access_key",
+    "sas_token",
+    "bearer_token",
+    "service_account_key",
 ];
 
 /// Paths of credential keys (at any depth) whose value is written literally.

@@ -16,12 +16,17 @@ use datafusion::arrow::compute::{can_cast_types, cast_with_options, CastOptions}
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildFilterDescription, FilterDescription, FilterPushdownPhase,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
@@ -317,6 +322,9 @@ impl TableProvider for PortTable {
     }
 }
 
+/// A column name no schema has (it holds a NUL): stands for a filter not pushed to a source.
+const NOT_PUSHED: &str = "\u{0}not pushed below the contract";
+
 /// Casts the source's batches to the port schema and enforces `required` columns.
 #[derive(Debug)]
 pub struct ContractExec {
@@ -375,6 +383,53 @@ impl ExecutionPlan for ContractExec {
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
+    }
+
+    /// Filters on columns the contract serves with the source's own type go on to the source's
+    /// scan (Parquet row-group, page and file pruning); filters on cast columns stay above,
+    /// where they see the contract's values.
+    fn gather_filters_for_pushdown(
+        &self,
+        _phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> Result<FilterDescription> {
+        let input = self.input.schema();
+        if input.fields().len() != self.schema.fields().len() {
+            return Ok(FilterDescription::all_unsupported(
+                &parent_filters,
+                &self.children(),
+            ));
+        }
+        let mut to_child = Vec::with_capacity(parent_filters.len());
+        for filter in &parent_filters {
+            let mut pushable = true;
+            let renamed = Arc::clone(filter).transform_down(|e| {
+                let Some(col) = e.downcast_ref::<Column>() else {
+                    return Ok(Transformed::no(e));
+                };
+                let i = col.index();
+                match (input.fields().get(i), self.schema.fields().get(i)) {
+                    (Some(src), Some(served))
+                        if src.data_type() == served.data_type() && served.name() == col.name() =>
+                    {
+                        Ok(Transformed::yes(Arc::new(Column::new(src.name(), i))))
+                    }
+                    _ => {
+                        pushable = false;
+                        Ok(Transformed::complete(e))
+                    }
+                }
+            })?;
+            if pushable {
+                to_child.push(renamed.data);
+            } else {
+                // A column no child has: the filter is reported unsupported for the child.
+                to_child.push(Arc::new(Column::new(NOT_PUSHED, 0)) as Arc<dyn PhysicalExpr>);
+            }
+        }
+        Ok(FilterDescription::new()
+            .with_child(ChildFilterDescription::from_child(&to_child, &self.input)?))
     }
 
     fn with_new_children(

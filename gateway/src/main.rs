@@ -60,7 +60,11 @@ enum DiffFormat {
 /// A mesh is named by its directory; a path to its `mesh.yaml` names the same mesh.
 fn mesh_dir(arg: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(arg);
-    if path.is_file() && path.file_name().is_some_and(|n| n == meshgate_config::MESH_FILE) {
+    if path.is_file()
+        && path
+            .file_name()
+            .is_some_and(|n| n == meshgate_config::MESH_FILE)
+    {
         let parent = path.parent().map(PathBuf::from).unwrap_or_default();
         return Ok(if parent.as_os_str().is_empty() {
             PathBuf::from(".")

@@ -50,10 +50,16 @@ impl Default for GatewayOptions {
     }
 }
 
-/// The DataFusion runtime shared by every query: a bounded memory pool and spill files.
+/// The DataFusion runtime shared by every query: a bounded memory pool and spill files, and
+/// caches of file listings (each `files` port decides how long its listing is reused),
+/// statistics and Parquet footers.
 pub fn runtime_env(opts: &GatewayOptions) -> Result<Arc<RuntimeEnv>, GatewayError> {
+    let caches = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+        // 1 MiB (DataFusion's default) holds the listing of only ~5,000 objects.
+        .with_list_files_cache_limit(32 << 20);
     Ok(RuntimeEnvBuilder::new()
         .with_memory_limit(opts.memory_limit, 1.0)
+        .with_cache_manager(caches)
         .build_arc()?)
 }
 

@@ -5,7 +5,15 @@
 //!
 //! | key | meaning | default |
 //! |---|---|---|
-//! | `url` | `file:///abs/dir/`, an absolute path, or a path relative to `mesh.yaml` | required |
+//! | `url` | `file:///abs/dir/`, an absolute path, a path relative to `mesh.yaml`, `s3://bucket/prefix/`, `gs://bucket/prefix/` or `az://container/prefix/` | required |
+//! | `s3` | `endpoint`, `region`, `access_key_id`, `secret_access_key`, `session_token`, `path_style` (true), `allow_http` (false), `anonymous` (false) | AWS environment |
+//! | `gcs` | `service_account_key`, `endpoint`, `allow_http`, `anonymous` | Google environment |
+//! | `azure` | `account`, `access_key` / `sas_token` / `bearer_token`, `endpoint`, `use_emulator`, `allow_http`, `anonymous` | Azure environment |
+//! | `listing_cache_ttl_s` | seconds a port's listing is reused | 30 (object storage), 0 (local) |
+//! | `max_retries` | retries of one object storage request | 3 |
+//! | `retry_timeout_ms` | no retry starts later than this after the first attempt | 15000 |
+//! | `connect_timeout_ms` | connect phase of one attempt | 5000 |
+//! | `request_timeout_ms` | one attempt, to the end of its response body | 30000 |
 //!
 //! # Port keys
 //!
@@ -21,7 +29,9 @@
 //!
 //! Projection always; filters on partition columns prune directories; Parquet uses row-group
 //! statistics, page index and bloom filters for filters (DataFusion's Parquet reader); limits
-//! stop reading early.
+//! stop reading early. On object storage, Parquet objects are read with range requests (the
+//! footer, then the column chunks and pages that survive pruning); footers and page indexes
+//! are cached in the runtime (checked against the object's size and modification time).
 //!
 //! # Type mapping
 //!
@@ -29,12 +39,16 @@
 //! inferred from the first 1,000 records (integers → Int64, decimals → Float64, text → Utf8).
 //! Partition columns are Utf8. A port contract casts any of these to its declared types.
 
+mod store;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::arrow::ArrowFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
@@ -43,10 +57,14 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::TableScopedPath;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 use meshgate_connector::{
     Connector, ConnectorError, ConnectorFactory, ErrorClass, OpenedPort, PortRequest, SourceContext,
 };
 use serde::Deserialize;
+pub use store::{AzureOptions, GcsOptions, S3Options};
+use store::{Location, StoreLimits, StoreOptions};
 
 /// Typed source options of `kind: files`.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +72,98 @@ use serde::Deserialize;
 pub struct FilesOptions {
     /// Base url or path.
     pub url: String,
+    /// S3 settings (`s3://` urls).
+    #[serde(default)]
+    pub s3: Option<S3Options>,
+    /// Google Cloud Storage settings (`gs://` urls).
+    #[serde(default)]
+    pub gcs: Option<GcsOptions>,
+    /// Azure Blob Storage settings (`az://` urls).
+    #[serde(default)]
+    pub azure: Option<AzureOptions>,
+    /// How long a directory listing is reused, in seconds.
+    #[serde(default)]
+    pub listing_cache_ttl_s: Option<u64>,
+    /// Retries of one object store request.
+    #[serde(default)]
+    pub max_retries: Option<usize>,
+    /// No retry starts later than this after a request's first attempt.
+    #[serde(default)]
+    pub retry_timeout_ms: Option<u64>,
+    /// Connect timeout of one attempt.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Timeout of one attempt, to the end of its response.
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// Default listing cache TTL of cloud sources, in seconds (local directories: 0, listed on
+/// every scan).
+pub const DEFAULT_CLOUD_LISTING_TTL_S: u64 = 30;
+
+impl FilesOptions {
+    fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            s3: self.s3.clone(),
+            gcs: self.gcs.clone(),
+            azure: self.azure.clone(),
+        }
+    }
+
+    fn limits(&self) -> StoreLimits {
+        let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d));
+        StoreLimits {
+            max_retries: self.max_retries.unwrap_or(store::DEFAULT_MAX_RETRIES),
+            retry_timeout: ms(self.retry_timeout_ms, store::DEFAULT_RETRY_TIMEOUT_MS),
+            connect_timeout: ms(self.connect_timeout_ms, store::DEFAULT_CONNECT_TIMEOUT_MS),
+            request_timeout: ms(self.request_timeout_ms, store::DEFAULT_REQUEST_TIMEOUT_MS),
+        }
+    }
+
+    /// Where the data lives, and the store options checked against it.
+    fn location(&self) -> Result<Option<Location>, String> {
+        let cloud = store::cloud_location(&self.url).transpose()?;
+        let scheme = cloud.as_ref().map(|l| l.scheme);
+        let misplaced = self.store_options().misplaced(scheme);
+        if !misplaced.is_empty() {
+            return Err(format!(
+                "`{}` settings do not apply to url `{}`",
+                misplaced.join("`, `"),
+                self.url
+            ));
+        }
+        for (name, v) in [
+            ("retry_timeout_ms", self.retry_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            if v == Some(0) {
+                return Err(format!("`{name}` must be above 0"));
+            }
+        }
+        if cloud.is_none()
+            && (self.max_retries.is_some()
+                || self.retry_timeout_ms.is_some()
+                || self.connect_timeout_ms.is_some()
+                || self.request_timeout_ms.is_some())
+        {
+            return Err(format!(
+                "retries and timeouts apply to object storage urls (s3://, gs://, az://), not \
+                 `{}`",
+                self.url
+            ));
+        }
+        Ok(cloud)
+    }
+
+    fn listing_ttl(&self, cloud: bool) -> Duration {
+        Duration::from_secs(self.listing_cache_ttl_s.unwrap_or(if cloud {
+            DEFAULT_CLOUD_LISTING_TTL_S
+        } else {
+            0
+        }))
+    }
 }
 
 /// Typed per-port options.
@@ -135,15 +245,19 @@ impl FilesFactory {
     }
 }
 
-/// Resolves the source url to a base url ending in `/`. With `probe`, a local directory
-/// must exist; without, only the url's form is checked (static validation has no data).
-fn base_url(ctx: &SourceContext, url: &str, probe: bool) -> Result<String, String> {
+/// Scheme under which each cloud source's store is registered: `meshgate://<source>/`.
+const STORE_SCHEME: &str = "meshgate";
+
+/// Resolves the source url to the base url of its ports, ending in `/`: a `file://` url for a
+/// local directory, `meshgate://<source>/<prefix>` for object storage (see [`store`]). With
+/// `probe`, a local directory must exist; without, only the url's form is checked (static
+/// validation has no data).
+fn base_url(ctx: &SourceContext, opts: &FilesOptions, probe: bool) -> Result<String, String> {
+    let url = opts.url.as_str();
+    if let Some(Location { prefix, .. }) = opts.location()? {
+        return Ok(format!("{STORE_SCHEME}://{}/{prefix}", ctx.name));
+    }
     if url.contains("://") {
-        if !url.starts_with("file://") {
-            return Err(format!(
-                "url `{url}`: only local paths and file:// urls are supported by this build"
-            ));
-        }
         return Ok(if url.ends_with('/') {
             url.to_string()
         } else {
@@ -174,6 +288,17 @@ fn base_url(ctx: &SourceContext, url: &str, probe: bool) -> Result<String, Strin
     url::Url::from_directory_path(&path)
         .map(String::from)
         .map_err(|()| format!("`{}` cannot be written as a file:// url", path.display()))
+}
+
+/// What is known of a port's location when its listing url is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Static validation: nothing is read.
+    Static,
+    /// A local directory: the filesystem tells files from directories.
+    Local,
+    /// Object storage: whether the location names one object (looked up by the caller).
+    Object { is_file: bool },
 }
 
 /// The parts of a port binding that do not depend on the source options.
@@ -227,7 +352,7 @@ fn port_plan(
     ctx: &SourceContext,
     opts: &FilesOptions,
     port: &PortRequest,
-    probe: bool,
+    probe: Probe,
 ) -> Result<(ListingTableUrl, ListingOptions), String> {
     let PortShape {
         location,
@@ -235,7 +360,7 @@ fn port_plan(
         port_opts,
         format,
     } = port_shape(port)?;
-    let base = base_url(ctx, &opts.url, probe)?;
+    let base = base_url(ctx, opts, probe == Probe::Local)?;
     let location = location.trim_start_matches('/');
     let is_glob = location.contains(['*', '?', '[']);
     let local = url::Url::parse(&base)
@@ -247,7 +372,15 @@ fn port_plan(
         .extension
         .clone()
         .unwrap_or_else(|| entry.extension.to_string());
-    if let Some(path) = local.as_ref().filter(|_| probe) {
+    if let (Probe::Object { is_file }, false) = (probe, is_glob) {
+        if is_file {
+            // A single named object is read whatever its extension.
+            extension = String::new();
+        } else if !full.ends_with('/') {
+            full.push('/');
+        }
+    }
+    if let Some(path) = local.as_ref().filter(|_| probe == Probe::Local) {
         if !is_glob {
             if path.is_dir() {
                 if !full.ends_with('/') {
@@ -308,13 +441,23 @@ impl ConnectorFactory for FilesFactory {
                 return problems;
             }
         };
-        if let Err(e) = base_url(ctx, &opts.url, false) {
+        let checked = opts.location().and_then(|location| match location {
+            Some(cloud) => {
+                store::build_store(&cloud, &opts.store_options(), &opts.limits()).map(|_| ())
+            }
+            None => base_url(ctx, &opts, false).map(|_| ()),
+        });
+        if let Err(e) = checked {
             return vec![(None, e)];
         }
         ports
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| port_plan(ctx, &opts, p, false).err().map(|e| (Some(i), e)))
+            .filter_map(|(i, p)| {
+                port_plan(ctx, &opts, p, Probe::Static)
+                    .err()
+                    .map(|e| (Some(i), e))
+            })
             .collect()
     }
 
@@ -323,13 +466,31 @@ impl ConnectorFactory for FilesFactory {
         ctx: SourceContext,
         options: serde_json::Value,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let opts = Self::parse_options(&options).map_err(|e| {
+        let invalid = |e: String| {
             ConnectorError::new(
                 ErrorClass::InvalidConfig,
                 format!("source `{}`: {e}", ctx.name),
             )
-        })?;
-        Ok(Arc::new(FilesConnector { ctx, opts }))
+        };
+        let opts = Self::parse_options(&options).map_err(invalid)?;
+        let location = opts.location().map_err(invalid)?;
+        let store = match &location {
+            Some(cloud) => {
+                let store = store::build_store(cloud, &opts.store_options(), &opts.limits())
+                    .map_err(invalid)?;
+                let key = url::Url::parse(&format!("{STORE_SCHEME}://{}", ctx.name))
+                    .map_err(|e| invalid(format!("source name cannot name a store: {e}")))?;
+                Some((key, store))
+            }
+            None => None,
+        };
+        let listing_ttl = opts.listing_ttl(store.is_some());
+        Ok(Arc::new(FilesConnector {
+            ctx,
+            opts,
+            store,
+            listing_ttl,
+        }))
     }
 }
 
@@ -337,6 +498,63 @@ impl ConnectorFactory for FilesFactory {
 struct FilesConnector {
     ctx: SourceContext,
     opts: FilesOptions,
+    /// A cloud source's store and the url it is registered under.
+    store: Option<(url::Url, Arc<dyn ObjectStore>)>,
+    listing_ttl: Duration,
+}
+
+impl FilesConnector {
+    /// The source's url as its owner wrote it, with the port's location: for messages.
+    fn shown(&self, location: &str) -> String {
+        format!(
+            "{}{}{}",
+            self.opts.url,
+            if self.opts.url.ends_with('/') {
+                ""
+            } else {
+                "/"
+            },
+            location.trim_start_matches('/')
+        )
+    }
+
+    /// Whether a cloud port's location names one object (else a directory or glob).
+    async fn probe_object(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        location: &str,
+    ) -> Result<Probe, ConnectorError> {
+        if location.ends_with('/') || location.contains(['*', '?', '[']) {
+            return Ok(Probe::Object { is_file: false });
+        }
+        let base = base_url(&self.ctx, &self.opts, false)
+            .map_err(|e| ConnectorError::new(ErrorClass::InvalidConfig, e))?;
+        let url = ListingTableUrl::parse(format!("{base}{}", location.trim_start_matches('/')))
+            .map_err(|e| {
+                ConnectorError::new(
+                    ErrorClass::InvalidConfig,
+                    format!("invalid location `{location}`: {e}"),
+                )
+            })?;
+        match store.head(url.prefix()).await {
+            Ok(_) => Ok(Probe::Object { is_file: true }),
+            Err(datafusion::object_store::Error::NotFound { .. }) => {
+                Ok(Probe::Object { is_file: false })
+            }
+            Err(e) => Err(store_error(&e, &self.shown(location))),
+        }
+    }
+}
+
+/// A connector error for a failed object store request on `what`.
+fn store_error(e: &datafusion::object_store::Error, what: &str) -> ConnectorError {
+    use datafusion::object_store::Error as E;
+    let class = match e {
+        E::NotFound { .. } => ErrorClass::NotFound,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => ErrorClass::PermissionDenied,
+        _ => ErrorClass::Unavailable,
+    };
+    ConnectorError::new(class, format!("cannot read {what}: {e}"))
 }
 
 #[async_trait]
@@ -355,7 +573,19 @@ impl Connector for FilesConnector {
                 ),
             )
         };
-        let (url, listing) = port_plan(&self.ctx, &self.opts, port, true).map_err(|e| {
+        let probe = match &self.store {
+            Some((key, store)) => {
+                // Registered on every open: a reload's new store replaces the old one.
+                session
+                    .runtime_env()
+                    .register_object_store(key, Arc::clone(store));
+                self.probe_object(store, port.location.as_deref().unwrap_or_default())
+                    .await
+                    .map_err(|e| err(e.class, e.message))?
+            }
+            None => Probe::Local,
+        };
+        let (url, listing) = port_plan(&self.ctx, &self.opts, port, probe).map_err(|e| {
             let class = if e.contains("does not exist") {
                 ErrorClass::NotFound
             } else {
@@ -363,6 +593,9 @@ impl Connector for FilesConnector {
             };
             err(class, e)
         })?;
+        // Listings are cached per port (the key names the port), reused for `listing_ttl`.
+        let url = url.with_table_ref(TableReference::bare(port.display_name.as_str()));
+        let listed_at = Instant::now();
         let partitions = listing
             .infer_partitions(session, &url)
             .await
@@ -387,34 +620,63 @@ impl Connector for FilesConnector {
             .as_deref()
             .is_some_and(|l| l.contains(['*', '?', '[']));
         let single_file = (!url.is_collection() && !is_glob).then(|| url.clone());
+        let cache_key = TableScopedPath {
+            table: url.get_table_ref().clone(),
+            path: url.prefix().clone(),
+        };
         let config = ListingTableConfig::new(url)
             .with_listing_options(listing)
             .with_schema(schema);
         let table = ListingTable::try_new(config)
             .map_err(|e| err(ErrorClass::InvalidConfig, e.to_string()))?;
-        let provider: Arc<dyn TableProvider> = match single_file {
-            // A listing of a file that is gone is empty; a port naming one file must fail instead.
-            Some(file) => Arc::new(SingleFileTable {
-                inner: Arc::new(table),
-                file,
-                display_name: port.display_name.clone(),
-            }),
-            None => Arc::new(table),
-        };
+        let provider: Arc<dyn TableProvider> = Arc::new(FilesTable {
+            inner: Arc::new(table),
+            single_file,
+            display_name: port.display_name.clone(),
+            shown: self.shown(port.location.as_deref().unwrap_or_default()),
+            cache_key,
+            listing_ttl: self.listing_ttl,
+            listed_at: Mutex::new(listed_at),
+        });
         Ok(provider.into())
     }
 }
 
-/// A port bound to one named file: each scan first checks that the file still exists.
+/// A files port: DataFusion's listing table, with a listing reused at most `listing_ttl`
+/// (DataFusion's own cache keeps listings forever), and for a port bound to one named file, a
+/// check on each scan that the file still exists (a listing of a file that is gone is empty).
 #[derive(Debug)]
-struct SingleFileTable {
+struct FilesTable {
     inner: Arc<dyn TableProvider>,
-    file: ListingTableUrl,
+    single_file: Option<ListingTableUrl>,
     display_name: String,
+    /// The location as the mesh names it, for messages.
+    shown: String,
+    cache_key: TableScopedPath,
+    listing_ttl: Duration,
+    listed_at: Mutex<Instant>,
+}
+
+impl FilesTable {
+    /// Drops this port's cached listing when it is older than the TTL, so the scan lists again.
+    fn expire_listing(&self, state: &dyn Session) {
+        let Some(cache) = state.runtime_env().cache_manager.get_list_files_cache() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut listed_at = self
+            .listed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.listing_ttl.is_zero() || now.duration_since(*listed_at) >= self.listing_ttl {
+            cache.remove(&self.cache_key);
+            *listed_at = now;
+        }
+    }
 }
 
 #[async_trait]
-impl TableProvider for SingleFileTable {
+impl TableProvider for FilesTable {
     fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
         self.inner.schema()
     }
@@ -437,19 +699,31 @@ impl TableProvider for SingleFileTable {
         filters: &[datafusion::logical_expr::Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        use datafusion::object_store::ObjectStoreExt;
-        let store = state.runtime_env().object_store(&self.file)?;
-        if let Err(e) = store.head(self.file.prefix()).await {
-            let class = match e {
-                datafusion::object_store::Error::NotFound { .. } => ErrorClass::NotFound,
-                _ => ErrorClass::Unavailable,
-            };
-            return Err(ConnectorError::new(
-                class,
-                format!("port {}: cannot read {}: {e}", self.display_name, self.file),
-            )
-            .into_datafusion());
+        self.expire_listing(state);
+        if let Some(file) = &self.single_file {
+            let store = state.runtime_env().object_store(file)?;
+            if let Err(e) = store.head(file.prefix()).await {
+                let e = store_error(&e, &self.shown);
+                return Err(ConnectorError::new(
+                    e.class,
+                    format!("port {}: {}", self.display_name, e.message),
+                )
+                .into_datafusion());
+            }
         }
-        self.inner.scan(state, projection, filters, limit).await
+        self.inner
+            .scan(state, projection, filters, limit)
+            .await
+            .map_err(|e| match e {
+                datafusion::error::DataFusionError::ObjectStore(e) => {
+                    let e = store_error(&e, &self.shown);
+                    ConnectorError::new(
+                        e.class,
+                        format!("port {}: {}", self.display_name, e.message),
+                    )
+                    .into_datafusion()
+                }
+                other => other,
+            })
     }
 }
