@@ -142,3 +142,86 @@ async fn a_port_that_breaks_its_contract_is_unavailable_with_the_reason() {
         2
     );
 }
+
+/// Filters reach a Parquet scan through the contract when the column keeps the file's type
+/// (row groups are pruned by statistics); a filter on a column the contract casts stays above
+/// the contract, where it sees the contract's values. Results are right either way.
+#[tokio::test]
+async fn filters_reach_parquet_scans_only_on_uncast_columns() {
+    use datafusion::arrow::array::{Int32Array, RecordBatch};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::WriterProperties;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("data")).expect("mkdir");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("score", DataType::Int32, false),
+    ]));
+    let n = 4_000i32;
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int32Array::from_iter_values(0..n)),
+            Arc::new(Int32Array::from_iter_values(0..n)),
+        ],
+    )
+    .expect("batch");
+    let file = std::fs::File::create(d.join("data/t.parquet")).expect("create");
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1_000))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    write(
+        d,
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: t\n{}sources:\n  - {{ name: lake, kind: files, options: {{ url: data }} }}\n",
+            meshgate_tests::admin_auth_yaml()
+        ),
+    );
+    write(
+        d,
+        "domains/p.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: d\nname: p\nowner: { team: t }\nports:\n  - name: t\n    source: lake\n    location: t.parquet\n    format: parquet\n    columns:\n      - { name: id, type: int }\n      - { name: score, type: bigint }\n",
+    );
+    let gw = TestGateway::start(d).await;
+    let mut c = gw.client().await;
+    let scan_line = |batches: &[datafusion::arrow::array::RecordBatch]| {
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)
+            .expect("format")
+            .to_string();
+        text.lines()
+            .find(|l| l.contains("DataSourceExec"))
+            .map(String::from)
+            .expect("a parquet scan")
+    };
+    // `id` keeps its type: the filter prunes three row groups of four.
+    let sql = "SELECT count(*) FROM d.p.t WHERE id >= 3500";
+    let got = query(&mut c, sql).await.expect("query");
+    assert_eq!(row_count(&got), 1);
+    assert_eq!(meshgate_tests::sorted_rows(&got), ["| 500      |"]);
+    let plan = query(&mut c, &format!("EXPLAIN ANALYZE {sql}"))
+        .await
+        .expect("explain");
+    let line = scan_line(&plan);
+    assert!(line.contains("predicate=id@"), "{line}");
+    assert!(
+        line.contains("row_groups_pruned_statistics=4 total → 1 matched"),
+        "{line}"
+    );
+    // `score` is cast from int to bigint by the contract: not pushed, still right.
+    let sql = "SELECT count(*) FROM d.p.t WHERE score >= 3500";
+    let got = query(&mut c, sql).await.expect("query");
+    assert_eq!(meshgate_tests::sorted_rows(&got), ["| 500      |"]);
+    let plan = query(&mut c, &format!("EXPLAIN ANALYZE {sql}"))
+        .await
+        .expect("explain");
+    let line = scan_line(&plan);
+    assert!(!line.contains("predicate="), "{line}");
+}
