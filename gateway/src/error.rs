@@ -95,6 +95,7 @@ impl From<ConnectorError> for GatewayError {
             ErrorClass::PermissionDenied => {
                 Self::Unavailable(format!("the source refused access: {}", e.message))
             }
+            ErrorClass::CallerDenied => Self::PermissionDenied(e.message),
             ErrorClass::Data => Self::ContractViolation(e.message),
             ErrorClass::Query => Self::InvalidSql(e.message),
             ErrorClass::Internal => Self::internal(e.message),

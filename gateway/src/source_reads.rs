@@ -69,6 +69,7 @@ fn class_name(c: ErrorClass) -> &'static str {
         ErrorClass::Unavailable => "unavailable",
         ErrorClass::Timeout => "timeout",
         ErrorClass::PermissionDenied => "permission_denied",
+        ErrorClass::CallerDenied => "caller_denied",
         ErrorClass::Data => "data",
         ErrorClass::Query => "query",
         ErrorClass::Internal => "internal",

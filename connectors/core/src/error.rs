@@ -15,6 +15,9 @@ pub enum ErrorClass {
     Timeout,
     /// The source refused our credentials or the object.
     PermissionDenied,
+    /// The source refused the calling principal, whose identity the gateway forwarded: the
+    /// caller lacks access there (not the gateway).
+    CallerDenied,
     /// The data does not fit the declared or inferred schema.
     Data,
     /// The source failed evaluating the caller's statement (division by zero, invalid cast,

@@ -193,7 +193,13 @@ const FORMATS: &[FormatEntry] = &[
     FormatEntry {
         name: "parquet",
         extension: ".parquet",
-        build: |_| Ok(Arc::new(ParquetFormat::default())),
+        // Strings as Utf8, the type ports serve (DESIGN: clients cannot read view types), so
+        // that a contract's `string` is the source's type and filters on it reach the scan.
+        build: |_| {
+            Ok(Arc::new(
+                ParquetFormat::default().with_force_view_types(false),
+            ))
+        },
     },
     FormatEntry {
         name: "csv",

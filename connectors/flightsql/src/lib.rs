@@ -574,7 +574,19 @@ impl SqlPool for FlightSqlPool {
             )
         })?
         .map_err(|_| ConnectorError::new(ErrorClass::Unavailable, "the source is closing"))?;
-        let info = self.info_with(client.clone(), sql).await?;
+        // With the caller's identity forwarded, the remote's refusal is the caller's.
+        let forwarded = self.forward.is_some();
+        let as_caller = move |e: ConnectorError| match e.class {
+            ErrorClass::PermissionDenied if forwarded => ConnectorError::new(
+                ErrorClass::CallerDenied,
+                format!("the remote refused the caller: {}", e.message),
+            ),
+            _ => e,
+        };
+        let info = self
+            .info_with(client.clone(), sql)
+            .await
+            .map_err(as_caller)?;
         let mut tickets = Vec::new();
         for ep in info.endpoint {
             if ep
@@ -599,9 +611,14 @@ impl SqlPool for FlightSqlPool {
         let batches = futures::stream::iter(tickets)
             .then(move |t| {
                 let mut client = client.clone();
-                async move { client.do_get(t).await.map_err(flight_error) }
+                async move {
+                    client
+                        .do_get(t)
+                        .await
+                        .map_err(|e| as_caller(flight_error(e)))
+                }
             })
-            .map_ok(|s| s.map_err(flight_error))
+            .map_ok(move |s| s.map_err(move |e| as_caller(flight_error(e))))
             .try_flatten()
             .map(move |b| {
                 let _held = &permit;

@@ -148,7 +148,7 @@ async fn a_port_that_breaks_its_contract_is_unavailable_with_the_reason() {
 /// the contract, where it sees the contract's values. Results are right either way.
 #[tokio::test]
 async fn filters_reach_parquet_scans_only_on_uncast_columns() {
-    use datafusion::arrow::array::{Int32Array, RecordBatch};
+    use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::file::properties::WriterProperties;
@@ -160,6 +160,7 @@ async fn filters_reach_parquet_scans_only_on_uncast_columns() {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int32, false),
         Field::new("score", DataType::Int32, false),
+        Field::new("label", DataType::Utf8, false),
     ]));
     let n = 4_000i32;
     let batch = RecordBatch::try_new(
@@ -167,6 +168,9 @@ async fn filters_reach_parquet_scans_only_on_uncast_columns() {
         vec![
             Arc::new(Int32Array::from_iter_values(0..n)),
             Arc::new(Int32Array::from_iter_values(0..n)),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("g{}", i / 1_000)),
+            )),
         ],
     )
     .expect("batch");
@@ -188,7 +192,7 @@ async fn filters_reach_parquet_scans_only_on_uncast_columns() {
     write(
         d,
         "domains/p.yaml",
-        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: d\nname: p\nowner: { team: t }\nports:\n  - name: t\n    source: lake\n    location: t.parquet\n    format: parquet\n    columns:\n      - { name: id, type: int }\n      - { name: score, type: bigint }\n",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: d\nname: p\nowner: { team: t }\nports:\n  - name: t\n    source: lake\n    location: t.parquet\n    format: parquet\n    columns:\n      - { name: id, type: int }\n      - { name: score, type: bigint }\n      - { name: label, type: string }\n",
     );
     let gw = TestGateway::start(d).await;
     let mut c = gw.client().await;
@@ -211,6 +215,18 @@ async fn filters_reach_parquet_scans_only_on_uncast_columns() {
         .expect("explain");
     let line = scan_line(&plan);
     assert!(line.contains("predicate=id@"), "{line}");
+    assert!(
+        line.contains("row_groups_pruned_statistics=4 total → 1 matched"),
+        "{line}"
+    );
+    // Strings are read as the contract's `string`: pushed too.
+    let sql = "SELECT count(*) FROM d.p.t WHERE label = 'g2'";
+    let got = query(&mut c, sql).await.expect("query");
+    assert_eq!(meshgate_tests::sorted_rows(&got), ["| 1000     |"]);
+    let plan = query(&mut c, &format!("EXPLAIN ANALYZE {sql}"))
+        .await
+        .expect("explain");
+    let line = scan_line(&plan);
     assert!(
         line.contains("row_groups_pruned_statistics=4 total → 1 matched"),
         "{line}"

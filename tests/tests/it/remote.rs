@@ -250,10 +250,11 @@ async fn the_remote_applies_its_policies_to_the_forwarded_caller() {
     );
     let mut mallory = client_as(&gw, "mallory", "mallory-pw").await;
     let e = query(&mut mallory, sum).await.expect_err("mallory may not");
-    // (A source's refusal is UNAVAILABLE here, as for a database refusing the gateway's
-    // credentials; the message carries the remote's PermissionDenied and its product.)
+    // The refusal is the caller's (PERMISSION_DENIED), not the source's being unavailable;
+    // the message carries the remote's reason and its product.
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(
-        e.message().contains("PermissionDenied") && e.message().contains("fin.ledger"),
+        e.message().contains("remote refused the caller") && e.message().contains("fin.ledger"),
         "{e}"
     );
 
