@@ -733,3 +733,78 @@ impl TableProvider for FilesTable {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(options: serde_json::Value) -> Vec<String> {
+        let ctx = SourceContext {
+            name: "lake".into(),
+            base_dir: std::env::temp_dir(),
+        };
+        let port = PortRequest {
+            display_name: "d.p.t".into(),
+            location: Some("events/".into()),
+            format: Some("parquet".into()),
+            ..Default::default()
+        };
+        FilesFactory
+            .check(&ctx, &options, &[port])
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    #[test]
+    fn object_storage_options_are_checked() {
+        let s3 = serde_json::json!({ "url": "s3://lake/sales/", "s3": {
+            "endpoint": "http://127.0.0.1:9000", "allow_http": true,
+            "access_key_id": "k", "secret_access_key": "s" }, "max_retries": 1 });
+        assert!(problems(s3).is_empty());
+        let p = problems(serde_json::json!({ "url": "s3://lake/", "gcs": {} }));
+        assert!(p[0].contains("`gcs` settings do not apply"), "{p:?}");
+        let p = problems(serde_json::json!({ "url": "data", "s3": {} }));
+        assert!(p[0].contains("`s3` settings do not apply"), "{p:?}");
+        let p = problems(serde_json::json!({ "url": "data", "max_retries": 2 }));
+        assert!(p[0].contains("apply to object storage urls"), "{p:?}");
+        let p = problems(serde_json::json!({ "url": "s3://lake/", "request_timeout_ms": 0 }));
+        assert!(p[0].contains("must be above 0"), "{p:?}");
+        let p = problems(serde_json::json!({ "url": "s3://lake/", "s3": { "colour": 1 } }));
+        assert!(p[0].contains("unknown field `colour`"), "{p:?}");
+        let p = problems(serde_json::json!({ "url": "hdfs://lake/" }));
+        assert!(p[0].contains("unsupported scheme"), "{p:?}");
+    }
+
+    #[test]
+    fn cloud_ports_resolve_below_the_source_store() {
+        let ctx = SourceContext {
+            name: "sales_lake".into(),
+            base_dir: std::env::temp_dir(),
+        };
+        let opts: FilesOptions =
+            serde_json::from_value(serde_json::json!({ "url": "s3://lake/sales" })).expect("opts");
+        let port = PortRequest {
+            display_name: "d.p.t".into(),
+            location: Some("events/year=2024/x.parquet".into()),
+            format: Some("parquet".into()),
+            ..Default::default()
+        };
+        let (url, _) =
+            port_plan(&ctx, &opts, &port, Probe::Object { is_file: true }).expect("plan");
+        assert_eq!(
+            url.as_str(),
+            "meshgate://sales_lake/sales/events/year=2024/x.parquet"
+        );
+        assert_eq!(url.prefix().as_ref(), "sales/events/year=2024/x.parquet");
+        let port = PortRequest {
+            location: Some("events".into()),
+            ..port
+        };
+        let (url, _) =
+            port_plan(&ctx, &opts, &port, Probe::Object { is_file: false }).expect("plan");
+        assert_eq!(url.as_str(), "meshgate://sales_lake/sales/events/");
+        assert_eq!(opts.listing_ttl(true), Duration::from_secs(30));
+        assert_eq!(opts.listing_ttl(false), Duration::ZERO);
+    }
+}
