@@ -111,6 +111,7 @@ cargo build -q --locked -p meshgate --bin meshgate
 "$target/debug/meshgate" validate config/examples/demo
 CRM_PG_PASSWORD=unused SUPPLY_PASSWORD=unused "$target/debug/meshgate" validate config/examples/sql
 SALES_GW_PASSWORD=unused "$target/debug/meshgate" validate config/examples/two-gateways/hub
+LAKE_ACCESS_KEY_ID=unused LAKE_SECRET_ACCESS_KEY=unused "$target/debug/meshgate" validate config/examples/s3-lake
 
 step "client conformance tests (ADBC, flightsql-dbapi, SQLAlchemy) against the meshgate binary"
 MESHGATE_BIN="$target/debug/meshgate" "$venv/bin/python" -m pytest -q tests/clients
