@@ -63,6 +63,17 @@ def mask_partial(v):
     return "*" * len(v) if len(v) <= 4 else "*" * (len(v) - 4) + v[-4:]
 
 
+def fetchall(addr, sql, user=None, password=None):
+    """Rows of `sql` run with ADBC on the gateway at `addr`, as `user` when given."""
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    kwargs = {"username": user, "password": password} if user else {}
+    with flightsql.connect(f"grpc://{addr}", db_kwargs=kwargs) as c:
+        cur = c.cursor()
+        cur.execute(sql)
+        return cur.fetchall()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

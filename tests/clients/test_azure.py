@@ -112,10 +112,7 @@ ports:
 
 
 def run(gw, sql):
-    with flightsql.connect(f"grpc://{gw.addr}") as c:
-        cur = c.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+    return sm.fetchall(gw.addr, sql)
 
 
 def test_azure_ports_answer(azure_lake):

@@ -75,10 +75,7 @@ ports:
 
 
 def run(gw, sql):
-    with flightsql.connect(f"grpc://{gw.addr}") as c:
-        cur = c.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+    return sm.fetchall(gw.addr, sql)
 
 
 def test_a_tls_remote_with_a_trusted_ca_serves(tls_pair):

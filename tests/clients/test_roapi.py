@@ -103,10 +103,7 @@ ports:
 
 
 def run(gw, sql):
-    with flightsql.connect(f"grpc://{gw.addr}", db_kwargs={"username": "admin", "password": "admin-pw"}) as c:
-        cur = c.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+    return sm.fetchall(gw.addr, sql, "admin", "admin-pw")
 
 
 def norm(rows):

@@ -186,10 +186,7 @@ ports:
 
 
 def run(gw, sql):
-    with flightsql.connect(f"grpc://{gw.addr}", db_kwargs={"username": "admin", "password": "admin-pw"}) as c:
-        cur = c.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+    return sm.fetchall(gw.addr, sql, "admin", "admin-pw")
 
 
 def object_gets(moto):
@@ -347,11 +344,7 @@ def test_the_s3_lake_example(lake, gateway, tmp_path):
     try:
         sql = """SELECT l_returnflag, count(*), sum(l_extendedprice) FROM {t}
                  WHERE l_shipdate < DATE '1995-01-01' GROUP BY l_returnflag ORDER BY 1"""
-        with flightsql.connect(f"grpc://{gw.addr}",
-                               db_kwargs={"username": "analyst", "password": "analyst-pw"}) as c:
-            cur = c.cursor()
-            cur.execute(sql.format(t="sales.orders.lineitem"))
-            got = cur.fetchall()
+        got = sm.fetchall(gw.addr, sql.format(t="sales.orders.lineitem"), "analyst", "analyst-pw")
         want = duckdb.execute(sql.format(t=f"read_parquet('{sales / 'lineitem.parquet'}')")).fetchall()
         assert got == want and len(got) == 2, (got, want)
     finally:

@@ -10,10 +10,7 @@ from conftest import ROOT
 
 
 def run(addr, user, pw, sql):
-    with flightsql.connect(f"grpc://{addr}", db_kwargs={"username": user, "password": pw}) as c:
-        cur = c.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+    return sm.fetchall(addr, sql, user, pw)
 
 
 def test_the_two_gateway_example(gateway, tmp_path, monkeypatch):
