@@ -349,3 +349,23 @@ def test_the_s3_lake_example(lake, gateway, tmp_path):
         assert got == want and len(got) == 2, (got, want)
     finally:
         gw.stop()
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM 's3://lake/other/secret.parquet'",
+    "SELECT * FROM 'meshgate://lake/other/secret.parquet'",
+    "SELECT * FROM 'meshgate://lake/../other/secret.parquet'",
+    "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'meshgate://lake/other/'",
+    "COPY (SELECT 1) TO 'meshgate://lake/sales/events/year=2024/x.parquet'",
+])
+def test_sources_stores_are_not_reachable_by_url(lake, sql):
+    """The stores registered for sources serve their ports only: a statement naming an object
+    by url is refused, and no request for it reaches the store."""
+    gw, moto, _, _ = lake
+    moto.reset()
+    with pytest.raises(flightsql.Error) as e:
+        run(gw, sql)
+    msg = str(e.value).upper()
+    assert "INVALID_ARGUMENT" in msg or "INVALIDARGUMENT" in msg or "NOT_FOUND" in msg or "NOTFOUND" in msg \
+        or "PERMISSION" in msg, e.value
+    assert not [r for r in moto.requests() if "other" in r[1] or r[0] in ("PUT", "POST")], moto.requests()
