@@ -63,6 +63,18 @@ def mask_partial(v):
     return "*" * len(v) if len(v) <= 4 else "*" * (len(v) - 4) + v[-4:]
 
 
+def admin_auth_yaml(password="admin-pw"):
+    """`auth` and `policies` of a test mesh: user `admin` (in the admin group, so it may
+    EXPLAIN) with `password`, and every product readable."""
+    pw_hash = cli("hash-password", stdin=password + "\n")
+    return f"""auth:
+  users:
+    - {{ name: admin, password_hash: "{pw_hash}", groups: [admins] }}
+  admin_groups: [admins]
+policies: {{ default_access: allow }}
+"""
+
+
 def fetchall(addr, sql, user=None, password=None):
     """Rows of `sql` run with ADBC on the gateway at `addr`, as `user` when given."""
     import adbc_driver_flightsql.dbapi as flightsql

@@ -48,16 +48,10 @@ def roapi_hub(gateway, tmp_path_factory):
     try:
         wait_port(port, proc, log)
         (hub / "domains").mkdir(parents=True)
-        admin_hash = sm.cli("hash-password", stdin="admin-pw\n")
         (hub / "mesh.yaml").write_text(f"""apiVersion: meshgate/v1
 kind: Mesh
 name: roapi_hub
-auth:
-  users:
-    - {{ name: admin, password_hash: "{admin_hash}", groups: [admins] }}
-  admin_groups: [admins]
-policies: {{ default_access: allow }}
-sources:
+{sm.admin_auth_yaml()}sources:
   - name: roapi_sales
     kind: flightsql
     options: {{ url: "grpc://127.0.0.1:{port}", dialect: datafusion, statement_timeout_ms: 30000 }}

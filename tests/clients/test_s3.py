@@ -133,16 +133,10 @@ def lake(tmp_path_factory):
     (mesh / "domains").mkdir(parents=True)
     (mesh / "secrets").mkdir()
     (mesh / "secrets" / "s3-secret").write_text("lake-secret\n")
-    admin_hash = sm.cli("hash-password", stdin="admin-pw\n")
     (mesh / "mesh.yaml").write_text(f"""apiVersion: meshgate/v1
 kind: Mesh
 name: s3lake
-auth:
-  users:
-    - {{ name: admin, password_hash: "{admin_hash}", groups: [admins] }}
-  admin_groups: [admins]
-policies: {{ default_access: allow }}
-sources:
+{sm.admin_auth_yaml()}sources:
   - name: lake
     kind: files
     options:

@@ -196,48 +196,44 @@ async fn filters_reach_parquet_scans_only_on_uncast_columns() {
     );
     let gw = TestGateway::start(d).await;
     let mut c = gw.client().await;
-    let scan_line = |batches: &[datafusion::arrow::array::RecordBatch]| {
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)
+    // The count `sql` returns and the parquet scan's line of its EXPLAIN ANALYZE.
+    async fn count_and_scan(
+        c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+        sql: &str,
+    ) -> (Vec<String>, String) {
+        let got = query(c, sql).await.expect("query");
+        let plan = query(c, &format!("EXPLAIN ANALYZE {sql}"))
+            .await
+            .expect("explain");
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
             .expect("format")
             .to_string();
-        text.lines()
+        let line = text
+            .lines()
             .find(|l| l.contains("DataSourceExec"))
             .map(String::from)
-            .expect("a parquet scan")
-    };
+            .expect("a parquet scan");
+        (meshgate_tests::sorted_rows(&got), line)
+    }
     // `id` keeps its type: the filter prunes three row groups of four.
-    let sql = "SELECT count(*) FROM d.p.t WHERE id >= 3500";
-    let got = query(&mut c, sql).await.expect("query");
-    assert_eq!(row_count(&got), 1);
-    assert_eq!(meshgate_tests::sorted_rows(&got), ["| 500      |"]);
-    let plan = query(&mut c, &format!("EXPLAIN ANALYZE {sql}"))
-        .await
-        .expect("explain");
-    let line = scan_line(&plan);
+    let (rows, line) = count_and_scan(&mut c, "SELECT count(*) FROM d.p.t WHERE id >= 3500").await;
+    assert_eq!(rows, ["| 500      |"]);
     assert!(line.contains("predicate=id@"), "{line}");
     assert!(
         line.contains("row_groups_pruned_statistics=4 total → 1 matched"),
         "{line}"
     );
     // Strings are read as the contract's `string`: pushed too.
-    let sql = "SELECT count(*) FROM d.p.t WHERE label = 'g2'";
-    let got = query(&mut c, sql).await.expect("query");
-    assert_eq!(meshgate_tests::sorted_rows(&got), ["| 1000     |"]);
-    let plan = query(&mut c, &format!("EXPLAIN ANALYZE {sql}"))
-        .await
-        .expect("explain");
-    let line = scan_line(&plan);
+    let (rows, line) =
+        count_and_scan(&mut c, "SELECT count(*) FROM d.p.t WHERE label = 'g2'").await;
+    assert_eq!(rows, ["| 1000     |"]);
     assert!(
         line.contains("row_groups_pruned_statistics=4 total → 1 matched"),
         "{line}"
     );
     // `score` is cast from int to bigint by the contract: not pushed, still right.
-    let sql = "SELECT count(*) FROM d.p.t WHERE score >= 3500";
-    let got = query(&mut c, sql).await.expect("query");
-    assert_eq!(meshgate_tests::sorted_rows(&got), ["| 500      |"]);
-    let plan = query(&mut c, &format!("EXPLAIN ANALYZE {sql}"))
-        .await
-        .expect("explain");
-    let line = scan_line(&plan);
+    let (rows, line) =
+        count_and_scan(&mut c, "SELECT count(*) FROM d.p.t WHERE score >= 3500").await;
+    assert_eq!(rows, ["| 500      |"]);
     assert!(!line.contains("predicate="), "{line}");
 }
