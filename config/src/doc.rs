@@ -305,10 +305,48 @@ pub struct SourceDoc {
     /// per port: a comparison point and an escape hatch.
     #[serde(default = "default_true")]
     pub federation: bool,
+    /// SQL sources: `off` sends only `SELECT <columns> FROM <table>` (every filter, limit,
+    /// join and aggregate runs in the gateway): the escape hatch while a pushdown bug is
+    /// fixed. Default `on`.
+    #[serde(default)]
+    pub pushdown: Pushdown,
 }
 
 fn default_true() -> bool {
     true
+}
+
+/// Whether a source receives more than projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Pushdown {
+    /// Filters, limits and whole sub-plans are pushed (with `federation`).
+    #[default]
+    On,
+    /// Only projections are pushed.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for Pushdown {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(true) => Ok(Self::On),
+            Raw::Flag(false) => Ok(Self::Off),
+            Raw::Word(w) => match w.as_str() {
+                "on" => Ok(Self::On),
+                "off" => Ok(Self::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "pushdown must be `on` or `off`, not `{other}`"
+                ))),
+            },
+        }
+    }
 }
 
 fn empty_options() -> Spanned<serde_json::Value> {

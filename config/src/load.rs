@@ -120,6 +120,7 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
                     options_origin,
                     description: s.description,
                     federation: s.federation,
+                    pushdown: s.pushdown == crate::doc::Pushdown::On,
                 },
             );
         }

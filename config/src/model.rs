@@ -336,6 +336,8 @@ pub struct Source {
     pub description: Option<String>,
     /// Whether sub-plans may be pushed to this source as whole statements (SQL sources).
     pub federation: bool,
+    /// Whether anything besides projections is pushed (`pushdown: off` turns it off).
+    pub pushdown: bool,
 }
 
 /// A domain: the products published under one catalog.

@@ -90,6 +90,7 @@ impl MeshCatalog {
             let ctx = SourceContext {
                 name: name.to_string(),
                 base_dir: source.base_dir.clone(),
+                pushdown: source.pushdown,
             };
             let c = factory
                 .create(ctx, source.options.clone())
@@ -128,7 +129,7 @@ impl MeshCatalog {
             .mesh
             .sources
             .get(port.source.as_str())
-            .is_some_and(|s| s.federation);
+            .is_some_and(|s| s.federation && s.pushdown);
         let opened = match self.connectors.get(port.source.as_str()) {
             Some(Ok(c)) => match c
                 .open_port(&self.session, &port_request(product, port))

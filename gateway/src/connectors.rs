@@ -48,6 +48,7 @@ pub fn load_and_check(dir: &std::path::Path, registry: &Registry) -> Result<Mesh
         let ctx = SourceContext {
             name: name.to_string(),
             base_dir: source.base_dir.clone(),
+            pushdown: source.pushdown,
         };
         for (idx, msg) in factory.check(&ctx, &source.options, &requests) {
             match idx {

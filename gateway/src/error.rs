@@ -45,6 +45,10 @@ pub enum GatewayError {
     /// The operation is not offered by this server.
     #[error("{0}")]
     Unimplemented(String),
+    /// A source rejected SQL the gateway wrote for it: a pushdown bug, with a way around it
+    /// (`pushdown: off`) in the message and the statement in the log.
+    #[error("{0}")]
+    PushdownRejected(String),
     /// A bug or an unexpected state; `id` correlates the client's message with the log.
     #[error("internal error (correlation id {id})")]
     Internal {
@@ -76,7 +80,9 @@ impl From<GatewayError> for Status {
             GatewayError::ResourceExhausted(_) => Status::resource_exhausted(msg),
             GatewayError::PermissionDenied(_) => Status::permission_denied(msg),
             GatewayError::Unauthenticated(_) => Status::unauthenticated(msg),
-            GatewayError::ContractViolation(_) => Status::failed_precondition(msg),
+            GatewayError::ContractViolation(_) | GatewayError::PushdownRejected(_) => {
+                Status::failed_precondition(msg)
+            }
             GatewayError::Unimplemented(_) => Status::unimplemented(msg),
             GatewayError::Internal { .. } => Status::internal(msg),
         }
@@ -98,6 +104,7 @@ impl From<ConnectorError> for GatewayError {
             ErrorClass::CallerDenied => Self::PermissionDenied(e.message),
             ErrorClass::Data => Self::ContractViolation(e.message),
             ErrorClass::Query => Self::InvalidSql(e.message),
+            ErrorClass::PushdownRejected => Self::PushdownRejected(e.message),
             ErrorClass::Internal => Self::internal(e.message),
         }
     }
@@ -171,6 +178,7 @@ fn classify_external(
             GatewayError::PermissionDenied(m) => GatewayError::PermissionDenied(m.clone()),
             GatewayError::NotFound(m) => GatewayError::NotFound(m.clone()),
             GatewayError::Unavailable(m) => GatewayError::Unavailable(m.clone()),
+            GatewayError::PushdownRejected(m) => GatewayError::PushdownRejected(m.clone()),
             other => GatewayError::internal(other),
         });
     }

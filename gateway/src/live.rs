@@ -169,6 +169,7 @@ pub async fn check_live(mesh: &Mesh, registry: &Registry) -> Vec<PortCheck> {
         let ctx = SourceContext {
             name: name.to_string(),
             base_dir: source.base_dir.clone(),
+            pushdown: source.pushdown,
         };
         connectors.insert(
             name.to_string(),

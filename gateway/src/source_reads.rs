@@ -26,9 +26,9 @@ use datafusion::physical_plan::metrics::{
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use datafusion_federation::sql::VirtualExecutionPlan;
 use futures::StreamExt;
 use meshgate_connector::{ConnectorError, ErrorClass};
+use meshgate_connector_sql::FederatedSqlExec;
 
 use crate::contract::ContractExec;
 use crate::metrics::Metrics;
@@ -72,6 +72,7 @@ fn class_name(c: ErrorClass) -> &'static str {
         ErrorClass::CallerDenied => "caller_denied",
         ErrorClass::Data => "data",
         ErrorClass::Query => "query",
+        ErrorClass::PushdownRejected => "pushdown_rejected",
         ErrorClass::Internal => "internal",
     }
 }
@@ -278,8 +279,8 @@ impl PhysicalOptimizerRule for CountSourceReads {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            let source = if let Some(v) = node.downcast_ref::<VirtualExecutionPlan>() {
-                Some(v.executor().name().to_string())
+            let source = if let Some(v) = node.downcast_ref::<FederatedSqlExec>() {
+                Some(v.source_name().to_string())
             } else {
                 node.downcast_ref::<ContractExec>()
                     .map(|c| c.source().to_string())

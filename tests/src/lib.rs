@@ -88,6 +88,19 @@ pub fn admin_auth_yaml() -> String {
     )
 }
 
+/// Sends the gateway's log to standard error when `MESHGATE_TEST_LOG` names a filter.
+pub fn init_test_log() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if let Ok(filter) = std::env::var("MESHGATE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+    });
+}
+
 /// A gateway serving a mesh directory on 127.0.0.1, port chosen by the OS.
 #[derive(Debug)]
 pub struct TestGateway {
@@ -136,8 +149,10 @@ impl TestGateway {
         Self::start_with(dir, GatewayOptions::default()).await
     }
 
-    /// Starts a gateway over `dir` with `opts`.
+    /// Starts a gateway over `dir` with `opts`. With `MESHGATE_TEST_LOG` set (an env
+    /// filter such as `meshgate=debug`), the gateway's log goes to standard error.
     pub async fn start_with(dir: &Path, opts: GatewayOptions) -> Self {
+        init_test_log();
         let credentials = meshgate_config::load_mesh(dir)
             .ok()
             .filter(|m| m.auth.users.iter().any(|u| u.name == "platform"))

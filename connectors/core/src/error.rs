@@ -23,6 +23,9 @@ pub enum ErrorClass {
     /// The source failed evaluating the caller's statement (division by zero, invalid cast,
     /// out-of-range value): the query is at fault, not the source.
     Query,
+    /// The source rejected SQL the gateway wrote for it (a syntax error, an unknown column
+    /// or function): a bug of the gateway's pushdown, not of the query or the source.
+    PushdownRejected,
     /// A bug or an unexpected state.
     Internal,
 }

@@ -37,6 +37,9 @@ pub struct SourceContext {
     pub name: String,
     /// Directory relative paths in options resolve against (the directory of `mesh.yaml`).
     pub base_dir: PathBuf,
+    /// `false` when the source is declared `pushdown: off`: only projections reach it,
+    /// filters, limits, joins and aggregates run in the gateway.
+    pub pushdown: bool,
 }
 
 /// How one port is bound to its source. Which fields a kind needs is the connector's call:

@@ -742,6 +742,7 @@ mod tests {
         let ctx = SourceContext {
             name: "lake".into(),
             base_dir: std::env::temp_dir(),
+            pushdown: true,
         };
         let port = PortRequest {
             display_name: "d.p.t".into(),
@@ -781,6 +782,7 @@ mod tests {
         let ctx = SourceContext {
             name: "sales_lake".into(),
             base_dir: std::env::temp_dir(),
+            pushdown: true,
         };
         let opts: FilesOptions =
             serde_json::from_value(serde_json::json!({ "url": "s3://lake/sales" })).expect("opts");

@@ -652,6 +652,7 @@ mod tests {
         let ctx = SourceContext {
             name: "r".into(),
             base_dir: std::env::temp_dir(),
+            pushdown: true,
         };
         let err = |v: serde_json::Value| parse(&ctx, &v).err().unwrap_or_default();
         assert!(

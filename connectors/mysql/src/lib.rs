@@ -170,7 +170,14 @@ fn parse(
         opts.statement_timeout_ms,
     )?;
     let rootcert = opts.sslrootcert.as_ref().map(|p| ctx.base_dir.join(p));
-    Ok((Arc::new(MyBackend { opts, rootcert }), settings))
+    Ok((
+        Arc::new(MyBackend {
+            opts,
+            rootcert,
+            mariadb: std::sync::OnceLock::new(),
+        }),
+        settings,
+    ))
 }
 
 /// The factory of `kind: mysql`, for the gateway's registry.
@@ -182,6 +189,8 @@ pub fn factory() -> SqlSourceFactory {
 struct MyBackend {
     opts: MysqlOptions,
     rootcert: Option<PathBuf>,
+    /// MariaDB (`true`) or MySQL, known once a connection was made.
+    mariadb: std::sync::OnceLock<bool>,
 }
 
 impl MyBackend {
@@ -215,14 +224,25 @@ impl MyBackend {
     }
 }
 
+/// Server errors that mean the statement itself was not understood: a syntax error, an
+/// unknown column, function or collation, a clause the server does not support.
+const REJECTED_STATEMENT: &[u16] = &[
+    1052, 1054, 1055, 1056, 1060, 1064, 1066, 1111, 1140, 1235, 1248, 1267, 1270, 1271, 1273, 1305,
+    1582, 1583, 1630, 3065, 4078,
+];
+
 fn mysql_error(e: &mysql_async::Error) -> ConnectorError {
     let class = match e {
-        mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1044 => {
-            ErrorClass::PermissionDenied
-        }
-        mysql_async::Error::Server(s) if s.code == 1146 || s.code == 1049 => ErrorClass::NotFound,
-        mysql_async::Error::Server(s) if s.code == 1969 || s.code == 3024 => ErrorClass::Timeout,
-        mysql_async::Error::Server(_) => ErrorClass::Internal,
+        mysql_async::Error::Server(s) => match s.code {
+            1044 | 1045 | 1142 | 1143 | 1227 => ErrorClass::PermissionDenied,
+            1146 | 1049 => ErrorClass::NotFound,
+            1969 | 3024 | 1317 => ErrorClass::Timeout,
+            c if REJECTED_STATEMENT.contains(&c) => ErrorClass::PushdownRejected,
+            _ if s.state.starts_with("22") => ErrorClass::Query,
+            _ if s.state.starts_with("42") => ErrorClass::PushdownRejected,
+            // Anything else is the server's trouble (too many connections, lock waits, ...).
+            _ => ErrorClass::Unavailable,
+        },
         _ => ErrorClass::Unavailable,
     };
     ConnectorError::new(class, e.to_string())
@@ -257,11 +277,12 @@ impl SqlBackend for MyBackend {
     }
 
     fn capabilities(&self) -> meshgate_connector_sql::capability::Capabilities {
-        meshgate_connector_sql::capability::MYSQL
-    }
-
-    fn filters_exact(&self) -> bool {
-        false
+        // Ports are opened (and so the server is known) before anything is planned on them.
+        if self.mariadb.get() == Some(&false) {
+            meshgate_connector_sql::capability::MYSQL
+        } else {
+            meshgate_connector_sql::capability::MARIADB
+        }
     }
 
     async fn connect(&self, settings: &PoolSettings) -> Result<Arc<dyn SqlPool>, ConnectorError> {
@@ -278,6 +299,14 @@ impl SqlBackend for MyBackend {
         let mariadb = version
             .as_deref()
             .is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"));
+        let _ = self.mariadb.set(mariadb);
+        // String literals compare under a binary, no-pad collation like DataFusion's;
+        // columns are forced to it in pushed statements (see the crate docs).
+        let collation = if mariadb {
+            "utf8mb4_nopad_bin"
+        } else {
+            "utf8mb4_0900_bin"
+        };
         let limit = if mariadb {
             format!(
                 "SET SESSION max_statement_time = {:.3}",
@@ -296,7 +325,7 @@ impl SqlBackend for MyBackend {
             .pool_opts(PoolOpts::default().with_constraints(constraints))
             .setup(vec![
                 "SET time_zone = '+00:00'".to_string(),
-                "SET NAMES utf8mb4".to_string(),
+                format!("SET NAMES utf8mb4 COLLATE {collation}"),
                 "SET SESSION TRANSACTION READ ONLY".to_string(),
                 limit,
             ]);

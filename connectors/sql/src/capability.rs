@@ -1,60 +1,142 @@
-//! What a dialect can run: a sub-plan that datafusion-federation cut out for a source is
-//! split again where a node uses something the source does not have (a function missing in
-//! SQLite, integer division that means something else in MySQL, ...). Supported sub-trees
-//! still go to the source; the nodes above them run in the gateway. Pushing less is slower;
-//! pushing what the source does not understand, or understands differently, is wrong.
+//! What a source's SQL dialect runs with DataFusion's meaning, per construct.
+//!
+//! The planner ([`crate::federate`]) pushes a sub-plan to a source only when every node and
+//! expression in it is allowed by the source's [`Capabilities`]; what is not allowed runs in
+//! the gateway while the sub-trees below it are still pushed. "Allowed" means *same answer*,
+//! not just "the source parses it": string comparisons must follow DataFusion's byte order
+//! (the SQL forces a binary collation where the source's default is not, see
+//! [`StringSemantics`]), NULLs must sort where DataFusion sorts them, divisions that may hit
+//! zero, casts that round where DataFusion truncates and functions whose edge cases differ
+//! stay in the gateway.
+//!
+//! [`construct_table`] lists every construct for every dialect from these same tables: it is
+//! what `meshgate explain-pushdown` prints.
 
-use std::any::Any;
-use std::sync::Arc;
+use std::fmt;
 
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema};
-use datafusion::error::Result;
-use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction, WindowFunction};
-use datafusion::logical_expr::{
-    BinaryExpr, Expr, ExprSchemable, Extension, LogicalPlan, Operator, WindowFunctionDefinition,
-};
-use datafusion_federation::sql::{SQLExecutor, SQLFederationPlanner, SQLTableSource};
-use datafusion_federation::{get_table_source, FederatedPlanNode};
+/// A SQL dialect family with its own semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL 8.
+    MySql,
+    /// MariaDB.
+    MariaDb,
+    /// SQLite 3.39 or later.
+    Sqlite,
+    /// A DataFusion-based server (another meshgate, ROAPI): DataFusion's own semantics.
+    DataFusion,
+    /// An unknown SQL server: only what every SQL database agrees on.
+    Generic,
+}
 
-/// What a source's SQL dialect runs with DataFusion's meaning.
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavor::Postgres => "postgres",
+            Flavor::MySql => "mysql",
+            Flavor::MariaDb => "mariadb",
+            Flavor::Sqlite => "sqlite",
+            Flavor::DataFusion => "datafusion",
+            Flavor::Generic => "generic",
+        })
+    }
+}
+
+/// How string comparison, grouping and ordering get DataFusion's meaning (byte order of
+/// UTF-8, case-sensitive, trailing spaces significant) on the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringSemantics {
+    /// The source compares strings as DataFusion does.
+    Binary,
+    /// Equality is binary (deterministic collations), ordering follows the column's
+    /// collation: ordering contexts (`<`, `BETWEEN`, `ORDER BY`, `min`/`max`) force this
+    /// collation (PostgreSQL: `COLLATE "C"`).
+    OrderingCollation,
+    /// Every string a pushed statement reads from a table is forced to a binary collation
+    /// where it is read (MySQL/MariaDB: `CONVERT(x USING utf8mb4) COLLATE
+    /// utf8mb4_nopad_bin`; SQLite: `COLLATE BINARY`), so comparisons, `LIKE`, grouping,
+    /// `DISTINCT`, joins and sorts downstream all compare bytes.
+    ForcedAtSource,
+    /// Unknown: string comparisons, `LIKE`, grouping and sorting on strings stay in the
+    /// gateway.
+    Unknown,
+}
+
+/// How `LIKE` is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LikeSupport {
+    /// `x LIKE 'pattern'` (case-sensitive on the source, given [`StringSemantics`]).
+    Native,
+    /// `x GLOB 'translated'`: SQLite's `LIKE` ignores ASCII case.
+    Glob,
+    /// Not pushed.
+    No,
+}
+
+/// How `NULLS FIRST`/`NULLS LAST` are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NullsOrdering {
+    /// `ORDER BY x ASC NULLS LAST`.
+    Explicit,
+    /// No syntax (MySQL/MariaDB): `ORDER BY (x IS NULL) ASC, x ASC`.
+    Emulated,
+}
+
+/// How `OFFSET m` without a `LIMIT` is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetForm {
+    /// `OFFSET m`.
+    Alone,
+    /// `LIMIT -1 OFFSET m` (SQLite).
+    LimitMinusOne,
+    /// `LIMIT 18446744073709551615 OFFSET m` (MySQL/MariaDB).
+    LimitMax,
+}
+
+/// What a source's dialect runs with DataFusion's meaning.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {
-    /// Scalar functions (DataFusion names) the unparser writes in a form the source runs.
+    /// The dialect family.
+    pub flavor: Flavor,
+    /// Scalar functions (DataFusion names) pushed; argument rules in [`crate::semantics`].
     pub scalar_functions: &'static [&'static str],
-    /// Aggregate functions.
+    /// Aggregate functions pushed (also as window functions).
     pub aggregate_functions: &'static [&'static str],
-    /// `int / int` truncates as in DataFusion.
+    /// Ranking window functions pushed.
+    pub ranking_functions: &'static [&'static str],
+    /// `int / int` and `int % int` truncate toward zero as in DataFusion.
     pub integer_division_truncates: bool,
-    /// `a || b` concatenates strings.
+    /// `a || b` concatenates strings (NULL if either is NULL).
     pub concat_operator: bool,
-    /// `ILIKE`.
-    pub ilike: bool,
+    /// String comparison semantics.
+    pub strings: StringSemantics,
+    /// `LIKE`.
+    pub like: LikeSupport,
+    /// `NULLS FIRST`/`LAST`.
+    pub nulls: NullsOrdering,
+    /// `OFFSET` without `LIMIT`.
+    pub offset: OffsetForm,
+    /// `RIGHT JOIN`.
+    pub right_join: bool,
+    /// `FULL JOIN`.
+    pub full_join: bool,
+    /// Window functions (`OVER (...)`), with `ROWS` frames.
+    pub windows: bool,
+    /// `IS [NOT] DISTINCT FROM` (or its dialect spelling).
+    pub distinct_from: bool,
+    /// Arithmetic, casts and functions mean exactly what they mean in DataFusion (a
+    /// DataFusion server): the rules that keep risky expressions in the gateway are lifted.
+    pub datafusion_semantics: bool,
 }
 
 const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "avg"];
+const RANKING: &[&str] = &["row_number", "rank", "dense_rank"];
 
-/// A DataFusion-based Flight SQL server (another meshgate, ROAPI, Spice, ...): the functions
-/// the unparser writes mean the same there.
+/// A DataFusion-based Flight SQL server (another meshgate, ROAPI, Spice, ...).
 pub const DATAFUSION: Capabilities = Capabilities {
-    scalar_functions: POSTGRES.scalar_functions,
-    aggregate_functions: AGGREGATES,
-    integer_division_truncates: true,
-    concat_operator: true,
-    ilike: true,
-};
-
-/// A SQL server of unknown dialect: only what every SQL database agrees on.
-pub const GENERIC: Capabilities = Capabilities {
-    scalar_functions: &["abs", "coalesce", "nullif", "lower", "upper"],
-    aggregate_functions: AGGREGATES,
-    integer_division_truncates: false,
-    concat_operator: false,
-    ilike: false,
-};
-
-/// PostgreSQL.
-pub const POSTGRES: Capabilities = Capabilities {
+    flavor: Flavor::DataFusion,
     scalar_functions: &[
         "abs",
         "ceil",
@@ -85,299 +167,372 @@ pub const POSTGRES: Capabilities = Capabilities {
         "starts_with",
     ],
     aggregate_functions: AGGREGATES,
+    ranking_functions: RANKING,
     integer_division_truncates: true,
     concat_operator: true,
-    ilike: true,
+    strings: StringSemantics::Binary,
+    like: LikeSupport::Native,
+    nulls: NullsOrdering::Explicit,
+    offset: OffsetForm::Alone,
+    right_join: true,
+    full_join: true,
+    windows: true,
+    distinct_from: true,
+    datafusion_semantics: true,
 };
 
-/// MySQL and MariaDB.
-pub const MYSQL: Capabilities = Capabilities {
+/// A SQL server of unknown dialect: only what every SQL database agrees on.
+pub const GENERIC: Capabilities = Capabilities {
+    flavor: Flavor::Generic,
+    scalar_functions: &["abs", "coalesce", "nullif"],
+    aggregate_functions: &["count", "sum", "min", "max"],
+    ranking_functions: &[],
+    integer_division_truncates: false,
+    concat_operator: false,
+    strings: StringSemantics::Unknown,
+    like: LikeSupport::No,
+    nulls: NullsOrdering::Explicit,
+    offset: OffsetForm::Alone,
+    right_join: true,
+    full_join: false,
+    windows: false,
+    distinct_from: false,
+    datafusion_semantics: false,
+};
+
+/// PostgreSQL (deterministic collations assumed; ordering forced to `"C"`).
+pub const POSTGRES: Capabilities = Capabilities {
+    flavor: Flavor::Postgres,
     scalar_functions: &[
         "abs",
         "ceil",
         "floor",
-        "sqrt",
-        "power",
-        "ln",
-        "exp",
         "coalesce",
         "nullif",
-        "lower",
-        "upper",
         "substr",
+        "btrim",
         "ltrim",
         "rtrim",
         "concat",
         "replace",
-        "lpad",
-        "rpad",
+        "strpos",
+        "character_length",
         "date_part",
+        "md5",
+        "starts_with",
     ],
     aggregate_functions: AGGREGATES,
-    integer_division_truncates: false,
-    concat_operator: false,
-    ilike: false,
-};
-
-/// SQLite.
-pub const SQLITE: Capabilities = Capabilities {
-    scalar_functions: &[
-        "abs", "coalesce", "nullif", "lower", "upper", "substr", "ltrim", "rtrim", "replace",
-    ],
-    aggregate_functions: AGGREGATES,
+    ranking_functions: RANKING,
     integer_division_truncates: true,
     concat_operator: true,
-    ilike: false,
+    strings: StringSemantics::OrderingCollation,
+    like: LikeSupport::Native,
+    nulls: NullsOrdering::Explicit,
+    offset: OffsetForm::Alone,
+    right_join: true,
+    full_join: true,
+    windows: true,
+    distinct_from: true,
+    datafusion_semantics: false,
 };
 
-fn expr_supported(e: &Expr, schema: &DFSchema, caps: &Capabilities) -> bool {
-    let mut ok = true;
-    let _ = e.apply(|n| {
-        let here = match n {
-            Expr::Column(_)
-            | Expr::Literal(..)
-            | Expr::Alias(_)
-            | Expr::Not(_)
-            | Expr::IsNull(_)
-            | Expr::IsNotNull(_)
-            | Expr::IsTrue(_)
-            | Expr::IsFalse(_)
-            | Expr::IsNotTrue(_)
-            | Expr::IsNotFalse(_)
-            | Expr::Negative(_)
-            | Expr::Between(_)
-            | Expr::Case(_)
-            | Expr::Cast(_)
-            | Expr::InList(_)
-            | Expr::OuterReferenceColumn(..) => true,
-            Expr::Like(l) => !l.case_insensitive || caps.ilike,
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-                Operator::StringConcat => caps.concat_operator,
-                Operator::Divide | Operator::Modulo if !caps.integer_division_truncates => {
-                    let int = |x: &Expr| x.get_type(schema).map(|t| t.is_integer()).unwrap_or(true);
-                    !int(left) && !int(right)
-                }
-                Operator::Eq
-                | Operator::NotEq
-                | Operator::Lt
-                | Operator::LtEq
-                | Operator::Gt
-                | Operator::GtEq
-                | Operator::And
-                | Operator::Or
-                | Operator::Plus
-                | Operator::Minus
-                | Operator::Multiply
-                | Operator::Divide
-                | Operator::Modulo => true,
-                _ => false,
+const MYSQL_FUNCTIONS: &[&str] = &[
+    "abs",
+    "ceil",
+    "floor",
+    "coalesce",
+    "nullif",
+    "substr",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "replace",
+    "character_length",
+    "date_part",
+];
+
+/// MariaDB (10.4 or later).
+pub const MARIADB: Capabilities = Capabilities {
+    flavor: Flavor::MariaDb,
+    scalar_functions: MYSQL_FUNCTIONS,
+    aggregate_functions: AGGREGATES,
+    ranking_functions: RANKING,
+    integer_division_truncates: false,
+    concat_operator: false,
+    strings: StringSemantics::ForcedAtSource,
+    like: LikeSupport::Native,
+    nulls: NullsOrdering::Emulated,
+    offset: OffsetForm::LimitMax,
+    right_join: true,
+    full_join: false,
+    windows: true,
+    distinct_from: true,
+    datafusion_semantics: false,
+};
+
+/// MySQL 8.
+pub const MYSQL: Capabilities = Capabilities {
+    flavor: Flavor::MySql,
+    ..MARIADB
+};
+
+/// SQLite (3.39 or later: `RIGHT` and `FULL` joins, `NULLS FIRST`).
+pub const SQLITE: Capabilities = Capabilities {
+    flavor: Flavor::Sqlite,
+    scalar_functions: &[
+        "abs",
+        "coalesce",
+        "nullif",
+        "substr",
+        "btrim",
+        "ltrim",
+        "rtrim",
+        "replace",
+        "character_length",
+    ],
+    aggregate_functions: AGGREGATES,
+    ranking_functions: RANKING,
+    integer_division_truncates: true,
+    concat_operator: true,
+    strings: StringSemantics::ForcedAtSource,
+    like: LikeSupport::Glob,
+    nulls: NullsOrdering::Explicit,
+    offset: OffsetForm::LimitMinusOne,
+    right_join: true,
+    full_join: true,
+    windows: true,
+    distinct_from: true,
+    datafusion_semantics: false,
+};
+
+/// Every dialect, in the order `explain-pushdown` lists them.
+pub const ALL: &[Capabilities] = &[POSTGRES, MARIADB, MYSQL, SQLITE, DATAFUSION, GENERIC];
+
+/// How a construct is handled on a dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Sent to the source, with DataFusion's meaning.
+    Pushed,
+    /// Sent to the source in a rewritten form that keeps DataFusion's meaning.
+    Rewritten(&'static str),
+    /// Computed in the gateway; the sub-plans below it are still pushed.
+    Local(&'static str),
+}
+
+impl fmt::Display for Handling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Handling::Pushed => f.write_str("pushed"),
+            Handling::Rewritten(how) => write!(f, "pushed as {how}"),
+            Handling::Local(why) => write!(f, "gateway ({why})"),
+        }
+    }
+}
+
+/// One construct of SQL and how each dialect handles it.
+#[derive(Debug, Clone)]
+pub struct ConstructRow {
+    /// The construct, e.g. `ORDER BY ... NULLS LAST`.
+    pub construct: &'static str,
+    /// Per dialect, in [`ALL`]'s order.
+    pub handling: Vec<(Flavor, Handling)>,
+}
+
+fn by<F: Fn(&Capabilities) -> Handling>(construct: &'static str, f: F) -> ConstructRow {
+    ConstructRow {
+        construct,
+        handling: ALL.iter().map(|c| (c.flavor, f(c))).collect(),
+    }
+}
+
+fn yes_no(ok: bool, why: &'static str) -> Handling {
+    if ok {
+        Handling::Pushed
+    } else {
+        Handling::Local(why)
+    }
+}
+
+/// Every construct the planner decides on, for every dialect: generated from the same
+/// [`Capabilities`] the planner uses.
+pub fn construct_table() -> Vec<ConstructRow> {
+    let mut rows = vec![
+        by(
+            "projection, filter (AND/OR/NOT, IS NULL, IN, BETWEEN, CASE)",
+            |_| Handling::Pushed,
+        ),
+        by("numeric comparison and +, -, *", |_| Handling::Pushed),
+        by(
+            "string =, <>, IN, GROUP BY, DISTINCT, join keys",
+            |c| match c.strings {
+                StringSemantics::Binary | StringSemantics::OrderingCollation => Handling::Pushed,
+                StringSemantics::ForcedAtSource => Handling::Rewritten(match c.flavor {
+                    Flavor::Sqlite => "x COLLATE BINARY",
+                    Flavor::MySql => "CONVERT(x USING utf8mb4) COLLATE utf8mb4_0900_bin",
+                    _ => "CONVERT(x USING utf8mb4) COLLATE utf8mb4_nopad_bin",
+                }),
+                StringSemantics::Unknown => Handling::Local("collation unknown"),
             },
-            Expr::ScalarFunction(ScalarFunction { func, .. }) => {
-                caps.scalar_functions.contains(&func.name())
+        ),
+        by(
+            "string <, <=, >, >=, BETWEEN, ORDER BY, min/max",
+            |c| match c.strings {
+                StringSemantics::Binary => Handling::Pushed,
+                StringSemantics::OrderingCollation => Handling::Rewritten("x COLLATE \"C\""),
+                StringSemantics::ForcedAtSource => Handling::Rewritten("binary collation"),
+                StringSemantics::Unknown => Handling::Local("collation unknown"),
+            },
+        ),
+        by("LIKE / NOT LIKE with a literal pattern", |c| match c.like {
+            LikeSupport::Native if c.strings == StringSemantics::ForcedAtSource => {
+                Handling::Rewritten("LIKE under the binary collation")
             }
-            Expr::AggregateFunction(AggregateFunction { func, params }) => {
-                caps.aggregate_functions.contains(&func.name())
-                    && params.filter.is_none()
-                    && params.order_by.is_empty()
+            LikeSupport::Native => Handling::Pushed,
+            LikeSupport::Glob => Handling::Rewritten("GLOB (LIKE ignores ASCII case)"),
+            LikeSupport::No => Handling::Local("LIKE semantics unknown"),
+        }),
+        by("ILIKE", |c| {
+            yes_no(c.datafusion_semantics, "case folding differs")
+        }),
+        by(
+            "LIKE pattern with a backslash, ESCAPE, or a non-literal pattern",
+            |c| yes_no(c.datafusion_semantics, "escape rules differ"),
+        ),
+        by("a || b", |c| {
+            yes_no(c.concat_operator, "no string || operator")
+        }),
+        by("x / y, x % y with y a non-zero literal (integers)", |c| {
+            yes_no(c.integer_division_truncates, "integer division differs")
+        }),
+        by(
+            "x / y, x % y with y a non-zero literal (floats)",
+            |c| match c.flavor {
+                Flavor::Postgres | Flavor::Sqlite => Handling::Local("float % differs"),
+                _ => Handling::Pushed,
+            },
+        ),
+        by("x / y on decimals", |c| {
+            yes_no(c.datafusion_semantics, "result scale differs")
+        }),
+        by("x / y, x % y with y a column or expression", |c| {
+            yes_no(c.datafusion_semantics, "division by zero differs")
+        }),
+        by(
+            "CAST widening (int to int/decimal/float, decimal to wider decimal/float)",
+            |_| Handling::Pushed,
+        ),
+        by("CAST float/decimal to integer, to a smaller scale", |c| {
+            if c.datafusion_semantics || c.flavor == Flavor::Sqlite {
+                Handling::Pushed
+            } else {
+                Handling::Local("rounds where DataFusion truncates")
             }
-            Expr::WindowFunction(w) => {
-                let WindowFunction { fun, .. } = w.as_ref();
-                match fun {
-                    WindowFunctionDefinition::AggregateUDF(f) => {
-                        caps.aggregate_functions.contains(&f.name())
-                    }
-                    WindowFunctionDefinition::WindowUDF(f) => {
-                        ["row_number", "rank", "dense_rank"].contains(&f.name())
-                    }
-                }
-            }
-            Expr::Exists(s) => plan_supported(&s.subquery.subquery, caps),
-            Expr::InSubquery(s) => plan_supported(&s.subquery.subquery, caps),
-            Expr::ScalarSubquery(s) => plan_supported(&s.subquery, caps),
-            _ => false,
-        };
-        if here {
-            Ok(TreeNodeRecursion::Continue)
-        } else {
-            ok = false;
-            Ok(TreeNodeRecursion::Stop)
-        }
-    });
-    ok
-}
-
-/// Whether this node alone (its expressions, not its inputs) can run on the source.
-fn node_supported(plan: &LogicalPlan, caps: &Capabilities) -> bool {
-    let kind_ok = matches!(
-        plan,
-        LogicalPlan::Projection(_)
-            | LogicalPlan::Filter(_)
-            | LogicalPlan::Aggregate(_)
-            | LogicalPlan::Sort(_)
-            | LogicalPlan::Limit(_)
-            | LogicalPlan::Join(_)
-            | LogicalPlan::TableScan(_)
-            | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::Distinct(_)
-            | LogicalPlan::Union(_)
-            | LogicalPlan::Window(_)
-            | LogicalPlan::EmptyRelation(_)
-    );
-    if !kind_ok {
-        return false;
-    }
-    // DataFusion 55's unparser writes a join input that is a projection of a scan as a
-    // derived table (`... AS derived_projection`) but keeps naming its columns by the base
-    // table in the join condition and select list, which databases reject (TPC-H q02):
-    // such joins run here, their inputs are still pushed.
-    if let LogicalPlan::Join(j) = plan {
-        fn scan_like(p: &LogicalPlan) -> bool {
-            match p {
-                LogicalPlan::TableScan(_) => true,
-                LogicalPlan::Filter(f) => scan_like(&f.input),
-                _ => false,
-            }
-        }
-        let projected_scan =
-            |p: &LogicalPlan| matches!(p, LogicalPlan::Projection(pr) if scan_like(&pr.input));
-        if projected_scan(&j.left) || projected_scan(&j.right) {
-            return false;
-        }
-    }
-    // Expressions are typed against the inputs' columns (for a scan, its own).
-    let mut schema = DFSchema::empty();
-    for input in plan.inputs() {
-        schema.merge(input.schema());
-    }
-    if plan.inputs().is_empty() {
-        schema = plan.schema().as_ref().clone();
-    }
-    plan.expressions()
-        .iter()
-        .all(|e| expr_supported(e, &schema, caps))
-}
-
-/// Whether the whole sub-tree can run on the source.
-pub fn plan_supported(plan: &LogicalPlan, caps: &Capabilities) -> bool {
-    let mut ok = true;
-    let _ = plan.apply(|p| {
-        if node_supported(p, caps) {
-            Ok(TreeNodeRecursion::Continue)
-        } else {
-            ok = false;
-            Ok(TreeNodeRecursion::Stop)
-        }
-    });
-    ok
-}
-
-/// Splits a federated sub-plan so that only sub-trees `caps` supports are federated.
-pub fn split_federated(
-    plan: LogicalPlan,
-    caps: &Capabilities,
-    executor: &Arc<dyn SQLExecutor>,
-) -> Result<LogicalPlan> {
-    let LogicalPlan::Extension(Extension { node }) = &plan else {
-        return Ok(plan);
-    };
-    let Some(fed) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
-        return Ok(plan);
-    };
-    let inner = requalify_scan_filters(fed.plan().clone())?;
-    federate_supported(inner, caps, executor)
-}
-
-/// Filters pushed into a federated scan name its columns by the port (`t.types.my.x`);
-/// datafusion-federation renames the scan to the remote table but not those columns, so the
-/// SQL would say `my.x` where the source has `meshgate_types.x`. Name them by the remote
-/// table here.
-fn requalify_scan_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
-    plan.transform_up(|node| {
-        // Under an alias (`FROM nation AS n`) the SQL must name the alias, not the table.
-        // So must a filter between the alias and the scan (the unparser writes it into the
-        // same SELECT); federation would name the remote table there.
-        if let LogicalPlan::SubqueryAlias(a) = &node {
-            let alias = a.alias.clone();
-            let input = match a.input.as_ref() {
-                LogicalPlan::TableScan(scan) if !scan.filters.is_empty() => {
-                    let mut scan = scan.clone();
-                    scan.filters = requalify(scan.filters, &alias)?;
-                    LogicalPlan::TableScan(scan)
-                }
-                LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::TableScan(_)) => {
-                    let LogicalPlan::TableScan(scan) = f.input.as_ref() else {
-                        return Ok(Transformed::no(node));
+        }),
+        by("CAST from string, float to string, TRY_CAST", |c| {
+            yes_no(c.datafusion_semantics, "parsing and formatting differ")
+        }),
+        by("count, sum, min, max (also DISTINCT)", |c| {
+            yes_no(!c.aggregate_functions.is_empty(), "")
+        }),
+        by("avg of integers and floats", |c| match c.flavor {
+            Flavor::MySql | Flavor::MariaDb => Handling::Rewritten("avg(CAST(x AS DOUBLE))"),
+            Flavor::Generic => Handling::Local("result type differs"),
+            _ => Handling::Pushed,
+        }),
+        by("avg of decimals", |c| match c.flavor {
+            Flavor::DataFusion => Handling::Pushed,
+            Flavor::Postgres => Handling::Rewritten("trunc(avg(x), scale + 4)"),
+            _ => Handling::Local("rounding differs"),
+        }),
+        by("aggregate FILTER / ORDER BY, GROUPING SETS", |_| {
+            Handling::Local("not written for sources")
+        }),
+        by("ORDER BY ... NULLS FIRST/LAST", |c| match c.nulls {
+            NullsOrdering::Explicit => Handling::Pushed,
+            NullsOrdering::Emulated => Handling::Rewritten("ORDER BY (x IS NULL), x"),
+        }),
+        by("LIMIT n OFFSET m", |_| Handling::Pushed),
+        by("OFFSET m without LIMIT", |c| match c.offset {
+            OffsetForm::Alone => Handling::Pushed,
+            OffsetForm::LimitMinusOne => Handling::Rewritten("LIMIT -1 OFFSET m"),
+            OffsetForm::LimitMax => Handling::Rewritten("LIMIT 18446744073709551615 OFFSET m"),
+        }),
+        by("INNER, LEFT, CROSS JOIN", |_| Handling::Pushed),
+        by("RIGHT JOIN", |c| yes_no(c.right_join, "not supported")),
+        by("FULL JOIN", |c| yes_no(c.full_join, "not supported")),
+        by("semi/anti join (IN, EXISTS, NOT EXISTS)", |_| {
+            Handling::Rewritten("WHERE [NOT] EXISTS (SELECT 1 ...)")
+        }),
+        by("NOT IN with NULLs (null-aware anti join)", |_| {
+            Handling::Local("NULL handling")
+        }),
+        by("IS [NOT] DISTINCT FROM, null-safe join keys", |c| {
+            yes_no(c.distinct_from, "not supported")
+        }),
+        by("UNION ALL, DISTINCT, derived tables, self-joins", |_| {
+            Handling::Pushed
+        }),
+        by("row_number, rank, dense_rank", |c| {
+            yes_no(
+                c.windows && !c.ranking_functions.is_empty(),
+                "no window functions",
+            )
+        }),
+        by("window aggregates with default or ROWS frames", |c| {
+            yes_no(c.windows, "no window functions")
+        }),
+        by("RANGE/GROUPS frames with offsets", |_| {
+            Handling::Local("frame semantics differ")
+        }),
+        by("correlated subqueries left after decorrelation", |_| {
+            Handling::Local("not written for sources")
+        }),
+    ];
+    for f in DATAFUSION.scalar_functions {
+        let name: &'static str = f;
+        rows.push(ConstructRow {
+            construct: name,
+            handling: ALL
+                .iter()
+                .map(|c| {
+                    let h = if c.scalar_functions.contains(f) {
+                        match *f {
+                            "substr" | "lpad" | "rpad" if !c.datafusion_semantics => {
+                                Handling::Rewritten("literal positions >= 1 only")
+                            }
+                            "date_part" if !c.datafusion_semantics => {
+                                Handling::Rewritten("year, quarter, month, day only")
+                            }
+                            "btrim" | "ltrim" | "rtrim" if !c.datafusion_semantics => {
+                                Handling::Rewritten("one argument only")
+                            }
+                            _ => Handling::Pushed,
+                        }
+                    } else {
+                        Handling::Local("function semantics differ or missing")
                     };
-                    let mut scan = scan.clone();
-                    scan.filters = requalify(scan.filters, &alias)?;
-                    let predicate = requalify(vec![f.predicate.clone()], &alias)?
-                        .pop()
-                        .unwrap_or_else(|| f.predicate.clone());
-                    LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
-                        predicate,
-                        Arc::new(LogicalPlan::TableScan(scan)),
-                    )?)
-                }
-                _ => return Ok(Transformed::no(node)),
-            };
-            let aliased = datafusion::logical_expr::SubqueryAlias::try_new(Arc::new(input), alias)?;
-            return Ok(Transformed::yes(LogicalPlan::SubqueryAlias(aliased)));
-        }
-        let LogicalPlan::TableScan(scan) = &node else {
-            return Ok(Transformed::no(node));
-        };
-        if scan.filters.is_empty() {
-            return Ok(Transformed::no(node));
-        }
-        let Some(source) = get_table_source(&scan.source)? else {
-            return Ok(Transformed::no(node));
-        };
-        let Some(remote) = (source.as_ref() as &dyn Any)
-            .downcast_ref::<SQLTableSource>()
-            .map(SQLTableSource::table_reference)
-        else {
-            return Ok(Transformed::no(node));
-        };
-        let mut scan = scan.clone();
-        scan.filters = requalify(scan.filters, &remote)?;
-        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
-    })
-    .map(|t| t.data)
-}
-
-/// Qualifies every column of a scan's filters (they are all the scan's own) by `to`.
-fn requalify(filters: Vec<Expr>, to: &datafusion::common::TableReference) -> Result<Vec<Expr>> {
-    filters
-        .into_iter()
-        .map(|f| {
-            f.transform(|e| {
-                Ok(match e {
-                    Expr::Column(c) if c.relation.is_some() && c.relation.as_ref() != Some(to) => {
-                        Transformed::yes(Expr::Column(Column::new(Some(to.clone()), c.name)))
-                    }
-                    other => Transformed::no(other),
+                    (c.flavor, h)
                 })
-            })
-            .map(|t| t.data)
-        })
-        .collect()
+                .collect(),
+        });
+    }
+    rows
 }
 
-fn federate_supported(
-    plan: LogicalPlan,
-    caps: &Capabilities,
-    executor: &Arc<dyn SQLExecutor>,
-) -> Result<LogicalPlan> {
-    if plan_supported(&plan, caps) {
-        let planner = Arc::new(SQLFederationPlanner::new(Arc::clone(executor)));
-        return Ok(LogicalPlan::Extension(Extension {
-            node: Arc::new(FederatedPlanNode::new(plan, planner)),
-        }));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_names_every_dialect() {
+        for row in construct_table() {
+            assert_eq!(row.handling.len(), ALL.len(), "{}", row.construct);
+        }
     }
-    let inputs = plan
-        .inputs()
-        .into_iter()
-        .map(|c| federate_supported(c.clone(), caps, executor))
-        .collect::<Result<Vec<_>>>()?;
-    plan.with_new_exprs(plan.expressions(), inputs)
+
+    #[test]
+    fn mysql_differs_from_mariadb_only_in_its_name() {
+        assert_eq!(MYSQL.strings, MARIADB.strings);
+        assert_eq!(MYSQL.nulls, NullsOrdering::Emulated);
+    }
 }

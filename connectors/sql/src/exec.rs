@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -17,6 +17,7 @@ use datafusion::physical_plan::{
 };
 
 use crate::source::SqlSource;
+use crate::sqlgen::Statement;
 
 /// Returns `batch` with `schema`: same number of columns, each cast (checked) to the planned
 /// type when the source returned another one (say `Decimal128(38, 10)` for a `SUM`). A
@@ -69,14 +70,14 @@ pub fn conform_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBa
 #[derive(Debug)]
 pub struct SqlScanExec {
     source: Arc<SqlSource>,
-    sql: String,
+    statement: Statement,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
 impl SqlScanExec {
-    /// A scan running `sql` and producing `schema`.
-    pub fn new(source: Arc<SqlSource>, sql: String, schema: SchemaRef) -> Self {
+    /// A scan running `statement` and producing `schema` (its columns by position).
+    pub fn new(source: Arc<SqlSource>, statement: Statement, schema: SchemaRef) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
@@ -85,7 +86,7 @@ impl SqlScanExec {
         ));
         Self {
             source,
-            sql,
+            statement,
             schema,
             properties,
         }
@@ -93,7 +94,7 @@ impl SqlScanExec {
 
     /// The statement sent to the source.
     pub fn sql(&self) -> &str {
-        &self.sql
+        &self.statement.sql
     }
 
     /// The source's name.
@@ -108,7 +109,7 @@ impl DisplayAs for SqlScanExec {
             f,
             "SqlScanExec: source={} sql={}",
             self.source.name(),
-            self.sql
+            self.statement.sql
         )
     }
 }
@@ -145,8 +146,23 @@ impl ExecutionPlan for SqlScanExec {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let decode = Arc::new(Schema::new(
+            self.statement
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let t = self
+                        .schema
+                        .fields()
+                        .get(i)
+                        .map_or(DataType::Int64, |f| f.data_type().clone());
+                    Field::new(name, t, true)
+                })
+                .collect::<Vec<_>>(),
+        ));
         Ok(self
             .source
-            .stream(self.sql.clone(), Arc::clone(&self.schema)))
+            .stream_as(self.statement.sql.clone(), decode, Arc::clone(&self.schema)))
     }
 }

@@ -73,7 +73,7 @@ impl ConnectorFactory for SqlSourceFactory {
                 format!("source `{}`: {e}", ctx.name),
             )
         })?;
-        let source = SqlSource::new(ctx.name, backend, settings);
+        let source = SqlSource::new(ctx.name, backend, settings).with_pushdown(ctx.pushdown);
         Ok(Arc::new(SqlConnector::new(Arc::new(source))))
     }
 }

@@ -36,11 +36,16 @@
 pub mod capability;
 mod exec;
 mod factory;
+pub mod federate;
+pub mod semantics;
 mod source;
+pub mod sqlgen;
 mod table;
+pub mod unparse;
 
 pub use exec::{conform_batch, SqlScanExec};
 pub use factory::{ParseOptions, SqlSourceFactory};
+pub use federate::FederatedSqlExec;
 pub use source::{
     credential_fingerprint, PoolSettings, SqlBackend, SqlConnector, SqlPool, SqlSource,
     SqlSourceExecutor,

@@ -25,9 +25,12 @@ use meshgate_connector::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::capability::{split_federated, Capabilities};
+use crate::capability::Capabilities;
 use crate::exec::conform_batch;
-use crate::table::{check_port, quote_table, SqlScanTable};
+use crate::federate::split_federated;
+use crate::sqlgen::ScanRelation;
+use crate::table::{check_port, SqlScanTable};
+use crate::unparse::SourceDialect;
 
 /// Pool size and timeouts of one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,13 +111,6 @@ pub trait SqlBackend: Send + Sync + Debug + 'static {
     /// gateway.
     fn capabilities(&self) -> Capabilities;
 
-    /// Whether a filter that the dialect can express means the same on the source as in
-    /// DataFusion for every row (then it is pushed as `Exact`), or may keep more rows (for
-    /// example case-insensitive collations: then `Inexact`, and DataFusion filters again).
-    fn filters_exact(&self) -> bool {
-        true
-    }
-
     /// Opens a pool and checks one connection. `settings.connect_timeout` is enforced by
     /// the caller; errors should be `Unavailable` (cannot reach), `PermissionDenied` (bad
     /// credentials) or `InvalidConfig`.
@@ -152,6 +148,12 @@ pub trait SqlPool: Send + Sync + Debug {
     }
 }
 
+/// A random id for correlating a client's message with the log.
+fn uuid_like() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A fingerprint of a credential for [`SqlBackend::compute_context`]: equal for equal
 /// secrets within this process, useless to guess the secret from (salted per process).
 pub fn credential_fingerprint(secret: &str) -> String {
@@ -173,6 +175,8 @@ pub struct SqlSource {
     /// Statements between asking for a connection and the end (or drop) of their rows. Each
     /// takes one connection of the pool: those beyond the pool size are waiting for one.
     active: Arc<AtomicU64>,
+    /// Whether filters, limits and sub-plans are pushed (`pushdown: on`, the default).
+    pushdown: bool,
 }
 
 /// Decrements a gauge when dropped.
@@ -202,7 +206,7 @@ impl Debug for SqlSource {
 }
 
 impl SqlSource {
-    /// A source named `name` (as in the mesh).
+    /// A source named `name` (as in the mesh), pushing filters, limits and sub-plans.
     pub fn new(name: String, backend: Arc<dyn SqlBackend>, settings: PoolSettings) -> Self {
         Self {
             name,
@@ -210,7 +214,25 @@ impl SqlSource {
             settings,
             pool: tokio::sync::Mutex::new(None),
             active: Arc::default(),
+            pushdown: true,
         }
+    }
+
+    /// With `pushdown: off` only projections reach the source: `SELECT <columns> FROM
+    /// <table>`, every filter, limit, join and aggregate in the gateway.
+    pub fn with_pushdown(mut self, pushdown: bool) -> Self {
+        self.pushdown = pushdown;
+        self
+    }
+
+    /// Whether anything besides projections is pushed.
+    pub fn pushdown(&self) -> bool {
+        self.pushdown
+    }
+
+    /// The dialect statements for this source are written in.
+    pub fn source_dialect(&self) -> SourceDialect {
+        SourceDialect::new(self.backend.dialect(), self.backend.capabilities().flavor)
     }
 
     /// The pool's size and use now.
@@ -246,6 +268,33 @@ impl SqlSource {
 
     fn wrap(&self, e: ConnectorError) -> ConnectorError {
         ConnectorError::new(e.class, format!("{}: {}", self.describe(), e.message))
+    }
+
+    /// A statement the gateway wrote for this source failed. When the source rejected the
+    /// SQL itself, that is a bug of the gateway's pushdown: the statement goes to the log
+    /// under a correlation id, and the message says so and how to keep serving.
+    fn failed(&self, e: ConnectorError, sql: &str) -> ConnectorError {
+        if e.class != ErrorClass::PushdownRejected {
+            return self.wrap(e);
+        }
+        let id = uuid_like();
+        tracing::error!(
+            source = %self.name,
+            correlation_id = %id,
+            sql = %sql,
+            error = %e.message,
+            "the source rejected SQL the gateway generated (a pushdown bug)"
+        );
+        ConnectorError::new(
+            ErrorClass::PushdownRejected,
+            format!(
+                "{} rejected the SQL meshgate generated for it ({}); this is a meshgate pushdown bug, \
+                 the statement is in the gateway log under correlation id {id}. Setting `pushdown: off` \
+                 on the source serves such queries until it is fixed",
+                self.describe(),
+                e.message
+            ),
+        )
     }
 
     /// The pool, connecting first if there is none yet. Attempts are serialized, so a
@@ -292,6 +341,17 @@ impl SqlSource {
     /// Streams the rows of `sql`, cast to `schema`; connection, acquisition and each batch
     /// are bounded by the source's timeouts. Errors name the source.
     pub fn stream(self: &Arc<Self>, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
+        self.stream_as(sql, Arc::clone(&schema), schema)
+    }
+
+    /// Streams the rows of a statement whose result columns are named as in `decode`, cast
+    /// by position to `schema` (names and types of the plan).
+    pub fn stream_as(
+        self: &Arc<Self>,
+        sql: String,
+        decode: SchemaRef,
+        schema: SchemaRef,
+    ) -> SendableRecordBatchStream {
         let this = Arc::clone(self);
         let caller = meshgate_connector::identity::current_caller();
         let timeout = self.settings.statement_timeout;
@@ -304,12 +364,12 @@ impl SqlSource {
             tracing::debug!(source = %this.name, sql = %sql, "query sent to source");
             let inner = match tokio::time::timeout(
                 this.settings.acquire_timeout + timeout,
-                pool.query_as(&sql, Arc::clone(&target), caller),
+                pool.query_as(&sql, decode, caller),
             )
             .await
             {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(this.wrap(e).into_datafusion()),
+                Ok(Err(e)) => return Err(this.failed(e, &sql).into_datafusion()),
                 Err(_) => {
                     return Err(this
                         .wrap(ConnectorError::new(
@@ -320,9 +380,12 @@ impl SqlSource {
                 }
             };
             let describe = this.describe();
+            let sql = Arc::new(sql);
             let bounded = futures::stream::unfold(Some((inner, held)), move |state| {
                 let describe = describe.clone();
                 let target = Arc::clone(&target);
+                let this = Arc::clone(&this);
+                let sql = Arc::clone(&sql);
                 async move {
                     let (mut s, held) = state?;
                     match tokio::time::timeout(timeout, s.next()).await {
@@ -334,14 +397,16 @@ impl SqlSource {
                             });
                             Some((conformed, Some((s, held))))
                         }
-                        Ok(Some(Err(e))) => Some((
-                            Err(ConnectorError::new(
-                                classify_stream_error(&e),
-                                format!("{describe}: {e}"),
-                            )
-                            .into_datafusion()),
-                            None,
-                        )),
+                        Ok(Some(Err(e))) => {
+                            let e = match stream_connector_error(&e) {
+                                Some(c) => this.failed(c, &sql),
+                                None => ConnectorError::new(
+                                    classify_stream_error(&e),
+                                    format!("{describe}: {e}"),
+                                ),
+                            };
+                            Some((Err(e.into_datafusion()), None))
+                        }
                         Err(_) => Some((
                             Err(ConnectorError::new(
                                 ErrorClass::Timeout,
@@ -360,6 +425,15 @@ impl SqlSource {
         };
         let stream = futures::stream::once(first).try_flatten();
         Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+/// The connector's own error inside a stream error, if it is one.
+fn stream_connector_error(e: &DataFusionError) -> Option<ConnectorError> {
+    match e {
+        DataFusionError::External(inner) => inner.downcast_ref::<ConnectorError>().cloned(),
+        DataFusionError::Context(_, inner) => stream_connector_error(inner),
+        _ => None,
     }
 }
 
@@ -410,11 +484,8 @@ impl SQLExecutor for SqlSourceExecutor {
     }
 
     fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        let caps = self.source.backend.capabilities();
-        let executor: Arc<dyn SQLExecutor> = Arc::new(self.clone());
-        Some(Box::new(move |plan| {
-            split_federated(plan, &caps, &executor)
-        }))
+        let source = Arc::clone(&self.source);
+        Some(Box::new(move |plan| split_federated(plan, &source)))
     }
 
     fn execute(
@@ -508,13 +579,12 @@ impl Connector for SqlConnector {
                 ),
             )
         };
-        let dialect = self.source.backend.dialect();
         if let Some(table) = &port.table {
             let reference = TableReference::from(table.as_str());
             let schema = pool.table_schema(&reference).await.map_err(in_port)?;
             let provider: Arc<dyn TableProvider> = Arc::new(SqlScanTable::new(
                 Arc::clone(&self.source),
-                quote_table(dialect.as_ref(), &reference),
+                ScanRelation::Table(reference.clone()),
                 schema,
             ));
             let federation: Arc<dyn PortFederation> = Arc::new(SqlPortFederation {
@@ -533,7 +603,7 @@ impl Connector for SqlConnector {
             // the gateway (datafusion-federation pushes named tables only).
             let provider: Arc<dyn TableProvider> = Arc::new(SqlScanTable::new(
                 Arc::clone(&self.source),
-                format!("({query}) AS meshgate_port"),
+                ScanRelation::Query(query.to_string()),
                 schema,
             ));
             Ok(provider.into())

@@ -5,19 +5,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, TableReference};
+use datafusion::common::TableReference;
 use datafusion::datasource::TableType;
-use datafusion::error::Result;
-
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::unparser::dialect::Dialect;
-use datafusion::sql::unparser::Unparser;
 use meshgate_connector::PortRequest;
 
 use crate::exec::SqlScanExec;
+use crate::semantics::{Refusal, Semantics};
 use crate::source::SqlSource;
+use crate::sqlgen::{scan_statement, ScanRelation, Statement};
 
 /// Checks a SQL port binding: exactly one of `table` and `query`, no per-port options.
 pub fn check_port(port: &PortRequest) -> Result<(), String> {
@@ -65,71 +64,47 @@ pub fn quote_table(dialect: &dyn Dialect, table: &TableReference) -> String {
 #[derive(Debug)]
 pub struct SqlScanTable {
     source: Arc<SqlSource>,
-    /// What follows `FROM`: a quoted table or `(query) AS alias`.
-    from: String,
+    relation: ScanRelation,
     schema: SchemaRef,
 }
 
 impl SqlScanTable {
-    /// A table reading `from` (already quoted for the dialect) with `schema`.
-    pub fn new(source: Arc<SqlSource>, from: String, schema: SchemaRef) -> Self {
+    /// A table reading `relation` with `schema`.
+    pub fn new(source: Arc<SqlSource>, relation: ScanRelation, schema: SchemaRef) -> Self {
         Self {
             source,
-            from,
+            relation,
             schema,
         }
     }
 
-    /// The filter as SQL of the source's dialect, when it can be pushed safely.
-    fn filter_sql(&self, filter: &Expr) -> Option<String> {
-        if !pushable(filter) {
-            return None;
-        }
-        let unqualified = filter
-            .clone()
-            .transform(|e| {
-                Ok(match e {
-                    Expr::Column(c) => {
-                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
-                    }
-                    other => Transformed::no(other),
-                })
-            })
-            .ok()?
-            .data;
-        let dialect = self.source.backend().dialect();
-        let sql = Unparser::new(dialect.as_ref())
-            .expr_to_sql(&unqualified)
-            .ok()?;
-        Some(sql.to_string())
+    /// The statement reading `fields` with `filters` and `limit`, written by the same rules
+    /// as federated statements.
+    fn statement(
+        &self,
+        fields: &[datafusion::arrow::datatypes::FieldRef],
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Statement, Refusal> {
+        let caps = self.source.backend().capabilities();
+        scan_statement(
+            &self.relation,
+            &self.schema,
+            fields,
+            filters,
+            limit,
+            Semantics::new(&caps),
+            &self.source.source_dialect(),
+        )
     }
-}
 
-/// Filters made of columns, literals, comparisons, boolean logic, `IN`, `BETWEEN` and
-/// `IS [NOT] NULL`: their meaning is the same in every SQL dialect (up to collations, see
-/// [`crate::SqlBackend::filters_exact`]). Anything else (functions, casts, arithmetic,
-/// `LIKE`) stays in the gateway.
-fn pushable(e: &Expr) -> bool {
-    let mut ok = true;
-    let _ = e.apply(|n| {
-        let allowed = match n {
-            Expr::Column(_) | Expr::Literal(..) | Expr::Not(_) => true,
-            Expr::IsNull(_) | Expr::IsNotNull(_) => true,
-            Expr::Between(_) | Expr::InList(_) => true,
-            Expr::BinaryExpr(b) => {
-                use datafusion::logical_expr::Operator::*;
-                matches!(b.op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or)
-            }
-            _ => false,
-        };
-        if allowed {
-            Ok(TreeNodeRecursion::Continue)
-        } else {
-            ok = false;
-            Ok(TreeNodeRecursion::Stop)
-        }
-    });
-    ok
+    /// Whether `filter` is sent to the source (with DataFusion's meaning).
+    fn pushable(&self, filter: &Expr) -> bool {
+        self.source.pushdown()
+            && self
+                .statement(&[], std::slice::from_ref(filter), None)
+                .is_ok()
+    }
 }
 
 #[async_trait]
@@ -146,16 +121,11 @@ impl TableProvider for SqlScanTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        let pushed = if self.source.backend().filters_exact() {
-            TableProviderFilterPushDown::Exact
-        } else {
-            TableProviderFilterPushDown::Inexact
-        };
         Ok(filters
             .iter()
             .map(|f| {
-                if self.filter_sql(f).is_some() {
-                    pushed.clone()
+                if self.pushable(f) {
+                    TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
                 }
@@ -174,36 +144,24 @@ impl TableProvider for SqlScanTable {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => Arc::clone(&self.schema),
         };
-        let dialect = self.source.backend().dialect();
-        let cols = if schema.fields().is_empty() {
-            "1 AS meshgate_one".to_string()
-        } else {
-            schema
-                .fields()
-                .iter()
-                .map(|f| quote_ident(dialect.as_ref(), f.name()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut sql = format!("SELECT {cols} FROM {}", self.from);
-        let wheres: Vec<String> = filters.iter().filter_map(|f| self.filter_sql(f)).collect();
-        if !wheres.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(
-                &wheres
-                    .iter()
-                    .map(|w| format!("({w})"))
-                    .collect::<Vec<_>>()
-                    .join(" AND "),
-            );
-        }
+        let fields: Vec<_> = schema.fields().iter().cloned().collect();
         // DataFusion passes a limit only when every filter was pushed exactly.
-        if let Some(n) = limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
+        let (filters, limit): (Vec<Expr>, Option<usize>) = if self.source.pushdown() {
+            let pushed = filters
+                .iter()
+                .filter(|f| self.pushable(f))
+                .cloned()
+                .collect();
+            (pushed, limit)
+        } else {
+            (vec![], None)
+        };
+        let statement = self
+            .statement(&fields, &filters, limit)
+            .map_err(|r| DataFusionError::Plan(format!("cannot scan the port: {r}")))?;
         Ok(Arc::new(SqlScanExec::new(
             Arc::clone(&self.source),
-            sql,
+            statement,
             schema,
         )))
     }

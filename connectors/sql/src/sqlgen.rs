@@ -1,0 +1,991 @@
+//! Writes a logical sub-plan as one SQL statement in a source's dialect.
+//!
+//! DataFusion's unparser rebuilds SQL from optimized plans by name: it loses track of which
+//! of two same-named columns a self-join means, of the scope a table alias lives in, of
+//! where a filter sat relative to an outer join, and of `LIMIT`/`OFFSET` pushed into scans.
+//! This writer does not rebuild names. Every plan node's output is a list of expressions,
+//! by position, over the relations of one `SELECT` block; a node that cannot extend the
+//! block it reads (a filter above a `GROUP BY`, a join input with a `LIMIT`) closes it as a
+//! derived table `(SELECT e0 AS c0, e1 AS c1, ...) AS tN`, whose columns are then
+//! `tN.c0, tN.c1, ...`. Table scans read `table AS tN`. Names the plan gives its columns
+//! never reach the source; the statement's result columns are `c0, c1, ...`, matched to
+//! the plan by position.
+//!
+//! Expressions are checked and rewritten for the dialect by [`crate::semantics`] with the
+//! types of each node's input, then written by DataFusion's expression unparser
+//! ([`crate::unparse::SourceDialect`]). What the dialect cannot run with DataFusion's meaning
+//! is refused ([`Refusal`]); the caller then pushes smaller sub-plans.
+
+use datafusion::arrow::datatypes::{DataType, FieldRef, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, NullEquality, ScalarValue, TableReference};
+use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction, WindowFunctionParams};
+use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
+use datafusion::logical_expr::{
+    BinaryExpr, Distinct, Expr, ExprSchemable, JoinType, LogicalPlan, Operator, SortExpr,
+    TableScan, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
+};
+
+use crate::capability::{NullsOrdering, OffsetForm, StringSemantics};
+use crate::semantics::{is_string, type_of, Refusal, Semantics, R};
+use crate::table::quote_table;
+use crate::unparse::{collate, SourceDialect};
+
+/// One statement for a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    /// The SQL text.
+    pub sql: String,
+    /// Names of the statement's result columns, in the plan's order (`c0`, `c1`, ...); one
+    /// dummy column when the plan has none.
+    pub columns: Vec<String>,
+    /// The order of the statement's rows when the plan's root sorts them: per sort key, the
+    /// result column, ascending, nulls first.
+    pub ordering: Option<Vec<(usize, bool, bool)>>,
+}
+
+/// What a port reads on its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanRelation {
+    /// A table.
+    Table(TableReference),
+    /// The (trimmed) query of a query port.
+    Query(String),
+}
+
+/// The statement of a port scan: `fields` of `relation` (whose columns are `full`), rows
+/// passing every filter of `filters`, at most `limit` of them. Errors when a filter cannot
+/// be written with DataFusion's meaning.
+pub fn scan_statement(
+    relation: &ScanRelation,
+    full: &SchemaRef,
+    fields: &[FieldRef],
+    filters: &[Expr],
+    limit: Option<usize>,
+    sem: Semantics<'_>,
+    dialect: &SourceDialect,
+) -> R<Statement> {
+    let no_tables = |_: &TableScan| -> R<TableReference> { Err(Refusal::new("no tables here")) };
+    let mut g = Gen {
+        sem,
+        dialect,
+        resolve: &no_tables,
+        next: 0,
+    };
+    let block = g.read(relation, full, fields, filters, limit)?;
+    Ok(Statement {
+        sql: g.select(&block)?,
+        columns: (0..fields.len().max(1)).map(|i| format!("c{i}")).collect(),
+        ordering: None,
+    })
+}
+
+/// Finds the source table a scan reads.
+pub type ResolveTable<'a> = &'a dyn Fn(&TableScan) -> R<TableReference>;
+
+/// Writes `plan` as one statement, or says why it cannot be pushed with its meaning.
+pub fn statement(
+    plan: &LogicalPlan,
+    sem: Semantics<'_>,
+    dialect: &SourceDialect,
+    resolve: ResolveTable<'_>,
+) -> R<Statement> {
+    let ordering = required_ordering(plan)?;
+    let mut g = Gen {
+        sem,
+        dialect,
+        resolve,
+        next: 0,
+    };
+    let block = g.plan(plan)?;
+    let width = plan.schema().fields().len();
+    if block.items.len() != width {
+        return Err(Refusal::new(
+            "the statement's width differs from the plan's",
+        ));
+    }
+    if ordering.is_some() && !block.sorted {
+        return Err(Refusal::new(
+            "the plan's order would be lost in a derived table",
+        ));
+    }
+    let sql = g.select(&block)?;
+    let columns = (0..width.max(1)).map(|i| format!("c{i}")).collect();
+    Ok(Statement {
+        sql,
+        columns,
+        ordering,
+    })
+}
+
+/// The ordering a plan's root promises (a `Sort`, under projections, aliases and limits),
+/// as result columns; `Err` when it sorts by something that is not a result column.
+fn required_ordering(plan: &LogicalPlan) -> R<Option<Vec<(usize, bool, bool)>>> {
+    let undeclarable = || Refusal::new("sorted by a value that is not a result column");
+    match plan {
+        LogicalPlan::Sort(s) => {
+            let mut keys = Vec::new();
+            for se in &s.expr {
+                let Expr::Column(c) = strip(&se.expr) else {
+                    return Err(undeclarable());
+                };
+                let i = s
+                    .input
+                    .schema()
+                    .index_of_column(c)
+                    .map_err(|_| undeclarable())?;
+                keys.push((i, se.asc, se.nulls_first));
+            }
+            Ok(Some(keys))
+        }
+        LogicalPlan::SubqueryAlias(a) => required_ordering(&a.input),
+        LogicalPlan::Limit(l) => required_ordering(&l.input),
+        LogicalPlan::Projection(p) => {
+            let Some(keys) = required_ordering(&p.input)? else {
+                return Ok(None);
+            };
+            let in_schema = p.input.schema();
+            let mut out = Vec::new();
+            for (i, asc, nf) in keys {
+                let pos = p.expr.iter().position(|e| match strip(e) {
+                    Expr::Column(c) => in_schema.index_of_column(c).ok() == Some(i),
+                    _ => false,
+                });
+                out.push((pos.ok_or_else(undeclarable)?, asc, nf));
+            }
+            Ok(Some(out))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip(&a.expr),
+        other => other,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Item {
+    /// An expression over the block's relations.
+    Expr(Expr),
+    /// SQL text that later nodes cannot look into (a window function).
+    Sql(String),
+}
+
+#[derive(Debug, Clone)]
+enum From {
+    Table {
+        sql: String,
+        alias: String,
+    },
+    Derived {
+        sql: String,
+        alias: String,
+    },
+    Join {
+        left: Box<From>,
+        right: Box<From>,
+        kind: &'static str,
+        on: Option<String>,
+    },
+}
+
+/// A `SELECT` being built, clauses in the order SQL evaluates them.
+#[derive(Debug, Clone, Default)]
+struct Block {
+    from: Option<From>,
+    where_: Vec<String>,
+    group_by: Option<Vec<String>>,
+    window: bool,
+    items: Vec<Item>,
+    distinct: bool,
+    order_by: Vec<String>,
+    /// `order_by` comes from the plan's root `Sort`.
+    sorted: bool,
+    limit: Option<usize>,
+    offset: usize,
+}
+
+impl Block {
+    fn unlimited(&self) -> bool {
+        self.limit.is_none() && self.offset == 0
+    }
+
+    /// A `WHERE` may be added.
+    fn can_filter(&self) -> bool {
+        self.from.is_some()
+            && self.group_by.is_none()
+            && !self.distinct
+            && !self.window
+            && self.unlimited()
+    }
+
+    /// `GROUP BY` or window functions may be added.
+    fn can_group(&self) -> bool {
+        self.can_filter() && self.order_by.is_empty()
+    }
+
+    /// The block reads one table or derived table and does nothing else.
+    fn is_bare(&self) -> bool {
+        matches!(self.from, Some(From::Table { .. } | From::Derived { .. }))
+            && self.where_.is_empty()
+            && self.can_group()
+            && self.items.iter().all(|i| matches!(i, Item::Expr(_)))
+    }
+
+    /// The block is joins of tables and derived tables, nothing else.
+    fn is_pure_join(&self) -> bool {
+        matches!(self.from, Some(From::Join { .. }))
+            && self.where_.is_empty()
+            && self.can_group()
+            && self.items.iter().all(|i| matches!(i, Item::Expr(_)))
+    }
+}
+
+struct Gen<'a> {
+    sem: Semantics<'a>,
+    dialect: &'a SourceDialect,
+    resolve: ResolveTable<'a>,
+    next: usize,
+}
+
+/// Replaces every column of `e` (typed by `schema`) with the item at its position.
+fn subst(e: &Expr, schema: &DFSchema, items: &[Item]) -> Option<Expr> {
+    if items.len() != schema.fields().len() {
+        return None;
+    }
+    let mut ok = true;
+    let out = e
+        .clone()
+        .transform_up(|n| {
+            Ok(match n {
+                Expr::Column(c) => match schema.index_of_column(&c).ok().map(|i| &items[i]) {
+                    Some(Item::Expr(x)) => Transformed::yes(x.clone()),
+                    _ => {
+                        ok = false;
+                        Transformed::no(Expr::Column(c))
+                    }
+                },
+                Expr::Alias(a) => Transformed::yes(*a.expr),
+                other => Transformed::no(other),
+            })
+        })
+        .ok()?
+        .data;
+    ok.then_some(out)
+}
+
+fn col(alias: &str, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(TableReference::bare(alias)), name))
+}
+
+impl Gen<'_> {
+    fn alias(&mut self) -> String {
+        let a = format!("t{}", self.next);
+        self.next += 1;
+        a
+    }
+
+    fn render(&self, e: &Expr) -> R<String> {
+        self.dialect
+            .expr_sql(e)
+            .map_err(|err| Refusal::new(format!("cannot write {e}: {err}")))
+    }
+
+    /// Closes `b` as a derived table.
+    fn wrap(&mut self, b: Block) -> R<Block> {
+        let sql = self.select(&b)?;
+        let alias = self.alias();
+        let items = (0..b.items.len())
+            .map(|i| Item::Expr(col(&alias, &format!("c{i}"))))
+            .collect();
+        Ok(Block {
+            from: Some(From::Derived { sql, alias }),
+            items,
+            ..Block::default()
+        })
+    }
+
+    /// Substitutes `exprs` into `b`, closing `b` first when `fits` says it must, or when an
+    /// expression reads an item later nodes cannot look into.
+    fn merge(
+        &mut self,
+        b: Block,
+        fits: fn(&Block) -> bool,
+        exprs: &[Expr],
+        schema: &DFSchema,
+    ) -> R<(Block, Vec<Expr>)> {
+        if fits(&b) {
+            if let Some(out) = exprs
+                .iter()
+                .map(|e| subst(e, schema, &b.items))
+                .collect::<Option<Vec<_>>>()
+            {
+                return Ok((b, out));
+            }
+        }
+        let b = self.wrap(b)?;
+        let out = exprs
+            .iter()
+            .map(|e| subst(e, schema, &b.items))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Refusal::new("a column the plan reads is not in its input"))?;
+        Ok((b, out))
+    }
+
+    fn plan(&mut self, plan: &LogicalPlan) -> R<Block> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(scan),
+            LogicalPlan::SubqueryAlias(a) => self.plan(&a.input),
+            LogicalPlan::Projection(p) => {
+                let schema = p.input.schema();
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| self.sem.expr(e, schema))
+                    .collect::<R<Vec<_>>>()?;
+                let b = self.plan(&p.input)?;
+                let (mut b, items) = self.merge(b, |b| !b.distinct && !b.window, &exprs, schema)?;
+                b.items = items.into_iter().map(Item::Expr).collect();
+                Ok(b)
+            }
+            LogicalPlan::Filter(f) => {
+                let schema = f.input.schema();
+                let pred = self.sem.expr(&f.predicate, schema)?;
+                let b = self.plan(&f.input)?;
+                let (mut b, pred) = self.merge(b, Block::can_filter, &[pred], schema)?;
+                b.where_.push(self.render(&pred[0])?);
+                Ok(b)
+            }
+            LogicalPlan::Aggregate(a) => {
+                let schema = a.input.schema();
+                let mut exprs = Vec::new();
+                for g in &a.group_expr {
+                    if matches!(g, Expr::GroupingSet(_)) {
+                        return Err(Refusal::new("GROUPING SETS"));
+                    }
+                    self.sem.equality_ok(&type_of(g, schema)?)?;
+                    exprs.push(self.sem.expr(g, schema)?);
+                }
+                for e in &a.aggr_expr {
+                    exprs.push(self.sem.aggregate(e, schema)?);
+                }
+                let b = self.plan(&a.input)?;
+                let (mut b, exprs) = self.merge(b, Block::can_group, &exprs, schema)?;
+                let keys = &exprs[..a.group_expr.len()];
+                if keys.iter().any(|k| matches!(strip(k), Expr::Literal(..))) {
+                    // `GROUP BY 1` would name a position.
+                    return Err(Refusal::new("GROUP BY a constant"));
+                }
+                b.group_by = Some(keys.iter().map(|k| self.render(k)).collect::<R<_>>()?);
+                b.items = exprs.into_iter().map(Item::Expr).collect();
+                Ok(b)
+            }
+            LogicalPlan::Sort(s) => {
+                let schema = s.input.schema();
+                let sorts = s
+                    .expr
+                    .iter()
+                    .map(|se| self.sem.sort(se, schema))
+                    .collect::<R<Vec<_>>>()?;
+                let exprs: Vec<Expr> = sorts.iter().map(|se| se.expr.clone()).collect();
+                let b = self.plan(&s.input)?;
+                let (mut b, exprs) = self.merge(
+                    b,
+                    |b| !b.distinct && !b.window && b.unlimited(),
+                    &exprs,
+                    schema,
+                )?;
+                let mut order = Vec::new();
+                for ((se, e), orig) in sorts.iter().zip(exprs).zip(&s.expr) {
+                    if matches!(strip(&e), Expr::Literal(..)) {
+                        continue; // a constant does not order anything (and `ORDER BY 1` is a position)
+                    }
+                    let nullable = orig.expr.nullable(schema).unwrap_or(true);
+                    order.push(self.order_key(
+                        &SortExpr {
+                            expr: e,
+                            ..se.clone()
+                        },
+                        nullable,
+                    )?);
+                }
+                b.order_by = order;
+                b.sorted = true;
+                if let Some(f) = s.fetch {
+                    b.limit = Some(f);
+                }
+                Ok(b)
+            }
+            LogicalPlan::Limit(l) => {
+                let skip = match l.get_skip_type() {
+                    Ok(SkipType::Literal(n)) => n,
+                    _ => return Err(Refusal::new("OFFSET that is not a constant")),
+                };
+                let fetch = match l.get_fetch_type() {
+                    Ok(FetchType::Literal(n)) => n,
+                    _ => return Err(Refusal::new("LIMIT that is not a constant")),
+                };
+                let mut b = self.plan(&l.input)?;
+                // Rows [offset, offset + limit) of the block, then [skip, skip + fetch) of those.
+                let left = b.limit.map(|n| n.saturating_sub(skip));
+                b.offset += skip;
+                b.limit = match (left, fetch) {
+                    (None, f) => f,
+                    (Some(n), None) => Some(n),
+                    (Some(n), Some(f)) => Some(n.min(f)),
+                };
+                Ok(b)
+            }
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                for f in input.schema().fields() {
+                    self.sem.equality_ok(f.data_type())?;
+                }
+                let mut b = self.plan(input)?;
+                if b.distinct || b.window || !b.unlimited() || !b.order_by.is_empty() {
+                    b = self.wrap(b)?;
+                }
+                b.distinct = true;
+                Ok(b)
+            }
+            LogicalPlan::Window(w) => {
+                if !self.sem.caps().windows {
+                    return Err(Refusal::new("window functions"));
+                }
+                let b = self.plan(&w.input)?;
+                let mut b = if b.can_group() && b.items.iter().all(|i| matches!(i, Item::Expr(_))) {
+                    b
+                } else {
+                    self.wrap(b)?
+                };
+                for e in &w.window_expr {
+                    let sql = self.window_sql(e, w.input.schema(), &b.items)?;
+                    b.items.push(Item::Sql(sql));
+                }
+                b.window = true;
+                Ok(b)
+            }
+            LogicalPlan::Join(j) => self.join(j),
+            LogicalPlan::Union(u) => {
+                let mut branches = Vec::new();
+                let width = u.schema.fields().len();
+                for input in &u.inputs {
+                    let mut b = self.plan(input)?;
+                    if !b.unlimited() || !b.order_by.is_empty() {
+                        b = self.wrap(b)?;
+                    }
+                    if b.items.len() != width {
+                        return Err(Refusal::new("UNION branches of different widths"));
+                    }
+                    branches.push(self.select(&b)?);
+                }
+                let alias = self.alias();
+                Ok(Block {
+                    from: Some(From::Derived {
+                        sql: branches.join(" UNION ALL "),
+                        alias: alias.clone(),
+                    }),
+                    items: (0..width)
+                        .map(|i| Item::Expr(col(&alias, &format!("c{i}"))))
+                        .collect(),
+                    ..Block::default()
+                })
+            }
+            LogicalPlan::EmptyRelation(e) if e.produce_one_row => Ok(Block::default()),
+            other => Err(Refusal::new(format!("plan node {}", other.display()))),
+        }
+    }
+
+    fn scan(&mut self, scan: &TableScan) -> R<Block> {
+        let remote = (self.resolve)(scan)?;
+        let fields: Vec<FieldRef> = scan.projected_schema.fields().iter().cloned().collect();
+        self.read(
+            &ScanRelation::Table(remote),
+            &scan.source.schema(),
+            &fields,
+            &scan.filters,
+            scan.fetch,
+        )
+    }
+
+    /// One block reading `relation` (whose columns are `full`): `fields` of it, with
+    /// `filters` (over its columns, by name) and at most `fetch` rows.
+    fn read(
+        &mut self,
+        relation: &ScanRelation,
+        full: &SchemaRef,
+        fields: &[FieldRef],
+        filters: &[Expr],
+        fetch: Option<usize>,
+    ) -> R<Block> {
+        let alias = self.alias();
+        let forced = self.sem.caps().strings == StringSemantics::ForcedAtSource;
+        let read = |name: &str, t: &DataType| {
+            let c = col(&alias, name);
+            if forced && is_string(t) {
+                collate(c)
+            } else {
+                c
+            }
+        };
+        let all: Vec<Item> = full
+            .fields()
+            .iter()
+            .map(|f| Item::Expr(read(f.name(), f.data_type())))
+            .collect();
+        let unqualified = DFSchema::try_from(full.as_ref().clone())
+            .map_err(|e| Refusal::new(format!("scan schema: {e}")))?;
+        let mut where_ = Vec::new();
+        for f in filters {
+            let f = f
+                .clone()
+                .transform_up(|e| {
+                    Ok(match e {
+                        Expr::Column(c) => {
+                            Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                        }
+                        other => Transformed::no(other),
+                    })
+                })
+                .map_err(|e| Refusal::new(e.to_string()))?
+                .data;
+            let f = self.sem.expr(&f, &unqualified)?;
+            let f = subst(&f, &unqualified, &all)
+                .ok_or_else(|| Refusal::new("a filter on a column the table does not have"))?;
+            where_.push(self.render(&f)?);
+        }
+        let items = fields
+            .iter()
+            .map(|f| Item::Expr(read(f.name(), f.data_type())))
+            .collect();
+        let from = match relation {
+            ScanRelation::Table(t) => From::Table {
+                sql: quote_table(self.dialect, t),
+                alias,
+            },
+            ScanRelation::Query(q) => From::Derived {
+                sql: q.clone(),
+                alias,
+            },
+        };
+        Ok(Block {
+            from: Some(from),
+            where_,
+            items,
+            limit: fetch,
+            ..Block::default()
+        })
+    }
+
+    /// A join input as a relation of a `FROM` clause, with its items.
+    fn relation(&mut self, b: Block, allow_join: bool) -> R<(From, Vec<Item>)> {
+        let b = if b.is_bare() || (allow_join && b.is_pure_join()) {
+            b
+        } else {
+            self.wrap(b)?
+        };
+        let from = b
+            .from
+            .ok_or_else(|| Refusal::new("a join input without a relation"))?;
+        Ok((from, b.items))
+    }
+
+    fn join(&mut self, j: &datafusion::logical_expr::Join) -> R<Block> {
+        let (kind, semi) = match j.join_type {
+            JoinType::Inner => ("INNER JOIN", None),
+            JoinType::Left => ("LEFT JOIN", None),
+            JoinType::Right if self.sem.caps().right_join => ("RIGHT JOIN", None),
+            JoinType::Full if self.sem.caps().full_join => ("FULL JOIN", None),
+            JoinType::LeftSemi => ("", Some((false, false))),
+            JoinType::LeftAnti => ("", Some((false, true))),
+            JoinType::RightSemi => ("", Some((true, false))),
+            JoinType::RightAnti => ("", Some((true, true))),
+            other => return Err(Refusal::new(format!("{other} join"))),
+        };
+        if j.null_aware
+            && (j.join_type != JoinType::LeftAnti || j.on.len() != 1 || j.filter.is_some())
+        {
+            // An uncorrelated `x NOT IN (SELECT y ...)` is written as such below; SQL's NOT
+            // IN has DataFusion's NULL rules. Other null-aware joins stay in the gateway.
+            return Err(Refusal::new(
+                "a correlated NOT IN over values that may be NULL",
+            ));
+        }
+        let null_safe = j.null_equality == NullEquality::NullEqualsNull;
+        if null_safe && !self.sem.caps().distinct_from {
+            return Err(Refusal::new("null-safe join keys"));
+        }
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let mut on = Vec::new();
+        for (l, r) in &j.on {
+            self.sem.equality_ok(&type_of(l, ls)?)?;
+            on.push((self.sem.expr(l, ls)?, self.sem.expr(r, rs)?));
+        }
+        let combined = ls
+            .join(rs)
+            .map_err(|e| Refusal::new(format!("join schema: {e}")))?;
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.sem.expr(f, &combined))
+            .transpose()?;
+        let op = if null_safe {
+            Operator::IsNotDistinctFrom
+        } else {
+            Operator::Eq
+        };
+        let lb = self.plan(&j.left)?;
+        let rb = self.plan(&j.right)?;
+        let conditions = |g: &Gen<'_>, litems: &[Item], ritems: &[Item]| -> R<Vec<String>> {
+            let mut out = Vec::new();
+            for (l, r) in &on {
+                let l = subst(l, ls, litems).ok_or_else(|| Refusal::new("join key"))?;
+                let r = subst(r, rs, ritems).ok_or_else(|| Refusal::new("join key"))?;
+                out.push(g.render(&Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(l),
+                    op,
+                    Box::new(r),
+                )))?);
+            }
+            if let Some(f) = &filter {
+                let both: Vec<Item> = litems.iter().chain(ritems).cloned().collect();
+                let f = subst(f, &combined, &both).ok_or_else(|| Refusal::new("join filter"))?;
+                out.push(g.render(&f)?);
+            }
+            Ok(out)
+        };
+        match semi {
+            None => {
+                let (lf, litems) = self.relation(lb, true)?;
+                let (rf, ritems) = self.relation(rb, false)?;
+                let conds = conditions(self, &litems, &ritems)?;
+                let (kind, on) = match (conds.is_empty(), kind) {
+                    (true, "INNER JOIN") => ("CROSS JOIN", None),
+                    (true, k) => (k, Some("1 = 1".to_string())),
+                    (false, k) => (
+                        k,
+                        Some(
+                            conds
+                                .iter()
+                                .map(|c| format!("({c})"))
+                                .collect::<Vec<_>>()
+                                .join(" AND "),
+                        ),
+                    ),
+                };
+                Ok(Block {
+                    from: Some(From::Join {
+                        left: Box::new(lf),
+                        right: Box::new(rf),
+                        kind,
+                        on,
+                    }),
+                    items: litems.into_iter().chain(ritems).collect(),
+                    ..Block::default()
+                })
+            }
+            Some((right_kept, anti)) => {
+                let (outer, inner) = if right_kept { (rb, lb) } else { (lb, rb) };
+                let mut outer = if outer.can_filter()
+                    && outer.order_by.is_empty()
+                    && outer.items.iter().all(|i| matches!(i, Item::Expr(_)))
+                {
+                    outer
+                } else {
+                    self.wrap(outer)?
+                };
+                let inner = if inner.can_filter()
+                    && inner.order_by.is_empty()
+                    && inner.items.iter().all(|i| matches!(i, Item::Expr(_)))
+                {
+                    inner
+                } else {
+                    self.wrap(inner)?
+                };
+                let conds = if right_kept {
+                    conditions(self, &inner.items, &outer.items)?
+                } else {
+                    conditions(self, &outer.items, &inner.items)?
+                };
+                let inner_from = inner
+                    .from
+                    .as_ref()
+                    .ok_or_else(|| Refusal::new("a semi-join input without a relation"))?;
+                if j.null_aware {
+                    let (l, r) = &on[0];
+                    let l = subst(l, ls, &outer.items).ok_or_else(|| Refusal::new("join key"))?;
+                    let r = subst(r, rs, &inner.items).ok_or_else(|| Refusal::new("join key"))?;
+                    let mut sub = format!(
+                        "SELECT {} FROM {}",
+                        self.render(&r)?,
+                        self.relation_sql(inner_from)
+                    );
+                    if !inner.where_.is_empty() {
+                        sub.push_str(" WHERE ");
+                        sub.push_str(&and(&inner.where_));
+                    }
+                    outer
+                        .where_
+                        .push(format!("{} NOT IN ({sub})", self.render(&l)?));
+                    return Ok(outer);
+                }
+                let mut sub = format!("SELECT 1 FROM {}", self.relation_sql(inner_from));
+                let wheres: Vec<String> = inner.where_.iter().chain(&conds).cloned().collect();
+                if !wheres.is_empty() {
+                    sub.push_str(" WHERE ");
+                    sub.push_str(&and(&wheres));
+                }
+                outer
+                    .where_
+                    .push(format!("{}EXISTS ({sub})", if anti { "NOT " } else { "" }));
+                Ok(outer)
+            }
+        }
+    }
+
+    fn window_sql(&self, e: &Expr, schema: &DFSchema, items: &[Item]) -> R<String> {
+        let Expr::WindowFunction(w) = strip(e) else {
+            return Err(Refusal::new("not a window function"));
+        };
+        let WindowFunction {
+            fun,
+            params:
+                WindowFunctionParams {
+                    args,
+                    partition_by,
+                    order_by,
+                    window_frame,
+                    filter,
+                    null_treatment,
+                    distinct,
+                },
+        } = w.as_ref();
+        if filter.is_some() || null_treatment.is_some() || *distinct {
+            return Err(Refusal::new(
+                "window function with FILTER, NULLS or DISTINCT",
+            ));
+        }
+        let caps = self.sem.caps();
+        let (name, args, ranking) = match fun {
+            WindowFunctionDefinition::WindowUDF(f) => {
+                if !caps.ranking_functions.contains(&f.name()) || !args.is_empty() {
+                    return Err(Refusal::new(format!("window function {}", f.name())));
+                }
+                (f.name().to_string(), vec![], true)
+            }
+            WindowFunctionDefinition::AggregateUDF(f) => {
+                let agg = Expr::AggregateFunction(AggregateFunction::new_udf(
+                    std::sync::Arc::clone(f),
+                    args.clone(),
+                    false,
+                    None,
+                    vec![],
+                    None,
+                ));
+                let Expr::AggregateFunction(agg) = self.sem.aggregate(&agg, schema)? else {
+                    return Err(Refusal::new("window aggregate"));
+                };
+                (f.name().to_string(), agg.params.args, false)
+            }
+        };
+        let sub = |e: &Expr| -> R<Expr> {
+            subst(e, schema, items).ok_or_else(|| Refusal::new("window argument"))
+        };
+        let mut parts = Vec::new();
+        if !partition_by.is_empty() {
+            let mut keys = Vec::new();
+            for p in partition_by {
+                self.sem.equality_ok(&type_of(p, schema)?)?;
+                keys.push(self.render(&sub(&self.sem.expr(p, schema)?)?)?);
+            }
+            parts.push(format!("PARTITION BY {}", keys.join(", ")));
+        }
+        if !order_by.is_empty() {
+            let mut keys = Vec::new();
+            for o in order_by {
+                let nullable = o.expr.nullable(schema).unwrap_or(true);
+                let o = self.sem.sort(o, schema)?;
+                let e = sub(&o.expr)?;
+                keys.push(self.order_key(&SortExpr { expr: e, ..o }, nullable)?);
+            }
+            parts.push(format!("ORDER BY {}", keys.join(", ")));
+        }
+        if !ranking {
+            let f = window_frame;
+            let unbounded = |b: &WindowFrameBound| match b {
+                WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v) => v.is_null(),
+                WindowFrameBound::CurrentRow => false,
+            };
+            let whole = unbounded(&f.start_bound) && unbounded(&f.end_bound);
+            let default_running = f.units == WindowFrameUnits::Range
+                && unbounded(&f.start_bound)
+                && matches!(f.end_bound, WindowFrameBound::CurrentRow);
+            if order_by.is_empty() && whole || !order_by.is_empty() && default_running {
+                // SQL's default frame is DataFusion's.
+            } else if f.units == WindowFrameUnits::Rows || whole {
+                let units = if f.units == WindowFrameUnits::Rows {
+                    "ROWS"
+                } else {
+                    "RANGE"
+                };
+                parts.push(format!(
+                    "{units} BETWEEN {} AND {}",
+                    frame_bound(&f.start_bound)?,
+                    frame_bound(&f.end_bound)?
+                ));
+            } else {
+                return Err(Refusal::new("RANGE or GROUPS frame with offsets"));
+            }
+        }
+        let args = args
+            .iter()
+            .map(|a| self.render(&sub(a)?))
+            .collect::<R<Vec<_>>>()?;
+        Ok(format!(
+            "{name}({}) OVER ({})",
+            args.join(", "),
+            parts.join(" ")
+        ))
+    }
+
+    /// One `ORDER BY` key (or two, where NULL placement needs its own key).
+    fn order_key(&self, s: &SortExpr, nullable: bool) -> R<String> {
+        let e = self.render(&s.expr)?;
+        let dir = if s.asc { "ASC" } else { "DESC" };
+        Ok(match self.sem.caps().nulls {
+            NullsOrdering::Emulated if !nullable => format!("{e} {dir}"),
+            NullsOrdering::Explicit => format!(
+                "{e} {dir} NULLS {}",
+                if s.nulls_first { "FIRST" } else { "LAST" }
+            ),
+            NullsOrdering::Emulated => format!(
+                "({e} IS NULL) {}, {e} {dir}",
+                if s.nulls_first { "DESC" } else { "ASC" }
+            ),
+        })
+    }
+
+    fn relation_sql(&self, f: &From) -> String {
+        match f {
+            From::Table { sql, alias } => format!("{sql} AS {}", self.dialect.ident(alias)),
+            From::Derived { sql, alias } => format!("({sql}) AS {}", self.dialect.ident(alias)),
+            From::Join {
+                left,
+                right,
+                kind,
+                on,
+            } => {
+                let mut s = format!(
+                    "{} {kind} {}",
+                    self.relation_sql(left),
+                    self.relation_sql(right)
+                );
+                if let Some(on) = on {
+                    s.push_str(" ON ");
+                    s.push_str(on);
+                }
+                s
+            }
+        }
+    }
+
+    /// The block as one `SELECT`.
+    fn select(&self, b: &Block) -> R<String> {
+        let mut s = String::from("SELECT ");
+        if b.distinct {
+            s.push_str("DISTINCT ");
+        }
+        if b.items.is_empty() {
+            let dummy = if b.group_by.as_ref().is_some_and(Vec::is_empty) {
+                "count(*)"
+            } else {
+                "1"
+            };
+            s.push_str(&format!("{dummy} AS {}", self.dialect.ident("c0")));
+        } else {
+            let mut cols = Vec::with_capacity(b.items.len());
+            for (i, item) in b.items.iter().enumerate() {
+                let sql = match item {
+                    Item::Expr(e) => self.render(&self.typed_null(e))?,
+                    Item::Sql(s) => s.clone(),
+                };
+                cols.push(format!("{sql} AS {}", self.dialect.ident(&format!("c{i}"))));
+            }
+            s.push_str(&cols.join(", "));
+        }
+        if let Some(f) = &b.from {
+            s.push_str(" FROM ");
+            s.push_str(&self.relation_sql(f));
+        }
+        if !b.where_.is_empty() {
+            s.push_str(" WHERE ");
+            s.push_str(&and(&b.where_));
+        }
+        if let Some(keys) = &b.group_by {
+            if !keys.is_empty() {
+                s.push_str(" GROUP BY ");
+                s.push_str(&keys.join(", "));
+            }
+        }
+        if !b.order_by.is_empty() {
+            s.push_str(" ORDER BY ");
+            s.push_str(&b.order_by.join(", "));
+        }
+        match (b.limit, b.offset) {
+            (Some(n), 0) => s.push_str(&format!(" LIMIT {n}")),
+            (Some(n), m) => s.push_str(&format!(" LIMIT {n} OFFSET {m}")),
+            (None, 0) => {}
+            (None, m) => s.push_str(&match self.sem.caps().offset {
+                OffsetForm::Alone => format!(" OFFSET {m}"),
+                OffsetForm::LimitMinusOne => format!(" LIMIT -1 OFFSET {m}"),
+                OffsetForm::LimitMax => format!(" LIMIT 18446744073709551615 OFFSET {m}"),
+            }),
+        }
+        Ok(s)
+    }
+
+    /// A bare `NULL` in a select list has no type in PostgreSQL (`text` once it is read
+    /// from a derived table): write typed NULLs as casts.
+    fn typed_null(&self, e: &Expr) -> Expr {
+        match e {
+            Expr::Literal(v, _)
+                if v.is_null()
+                    && !matches!(v, ScalarValue::Null)
+                    && self.sem.caps().flavor == crate::capability::Flavor::Postgres =>
+            {
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(Expr::Literal(ScalarValue::Null, None)),
+                    v.data_type(),
+                ))
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+fn and(conds: &[String]) -> String {
+    conds
+        .iter()
+        .map(|c| format!("({c})"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn frame_bound(b: &WindowFrameBound) -> R<String> {
+    let n = |v: &ScalarValue| -> R<String> {
+        match v {
+            ScalarValue::UInt64(Some(n)) => Ok(n.to_string()),
+            ScalarValue::Int64(Some(n)) if *n >= 0 => Ok(n.to_string()),
+            other => Err(Refusal::new(format!("frame bound {other}"))),
+        }
+    };
+    Ok(match b {
+        WindowFrameBound::CurrentRow => "CURRENT ROW".into(),
+        WindowFrameBound::Preceding(v) if v.is_null() => "UNBOUNDED PRECEDING".into(),
+        WindowFrameBound::Following(v) if v.is_null() => "UNBOUNDED FOLLOWING".into(),
+        WindowFrameBound::Preceding(v) => format!("{} PRECEDING", n(v)?),
+        WindowFrameBound::Following(v) => format!("{} FOLLOWING", n(v)?),
+    })
+}
