@@ -34,6 +34,8 @@ pub mod connectors;
 pub mod contract;
 pub mod demo;
 pub mod error;
+pub mod explain_pushdown;
+pub mod filter_barrier;
 pub mod flight;
 pub mod limits;
 pub mod live;

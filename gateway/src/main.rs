@@ -1,4 +1,5 @@
-//! The `meshgate` command line: serve, validate, diff, demo, hash-password, new-token.
+//! The `meshgate` command line: serve, validate, diff, demo, contract, explain-pushdown,
+//! hash-password, new-token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -207,6 +208,17 @@ enum Command {
     Contract {
         #[command(subcommand)]
         command: ContractCommand,
+    },
+    /// List, per SQL dialect, which constructs are pushed to a source, pushed in a rewritten
+    /// form that keeps DataFusion's meaning, or computed in the gateway (from the same
+    /// capability tables the planner uses).
+    ExplainPushdown {
+        /// Only this dialect: postgres, mariadb, mysql, sqlite, datafusion or generic.
+        #[arg(long)]
+        dialect: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Print the argon2id hash of a password read from standard input (first line), for
     /// `auth.users[].password_hash`. Example: `printf '%s' "$PW" | meshgate hash-password`.
@@ -480,6 +492,25 @@ fn main() -> ExitCode {
                 None => {
                     print!("{doc}");
                     ExitCode::SUCCESS
+                }
+            };
+        }
+        Command::ExplainPushdown { dialect, format } => {
+            let report = match format {
+                ReportFormat::Text => meshgate::explain_pushdown::text(dialect.as_deref()),
+                ReportFormat::Json => meshgate::explain_pushdown::json(dialect.as_deref()),
+            };
+            return match report {
+                Ok(r) => {
+                    print!("{r}");
+                    if format == ReportFormat::Json {
+                        println!();
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
                 }
             };
         }

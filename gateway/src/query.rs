@@ -131,6 +131,14 @@ pub fn session_config(target_partitions: usize) -> SessionConfig {
         .with_default_catalog_and_schema("mesh", "catalog")
         .with_target_partitions(target_partitions.max(1));
     config.options_mut().sql_parser.parse_float_as_decimal = false;
+    // DataFusion 55 infers some expressions (a guarded CASE) non-nullable in the logical plan
+    // and nullable in the physical one, and refuses to plan an aggregate over them with an
+    // internal error (apache/datafusion#23844, fixed after 55). The physical side is only
+    // more permissive, so the check is skipped.
+    config
+        .options_mut()
+        .execution
+        .skip_physical_aggregate_schema_check = true;
     config
 }
 
@@ -141,7 +149,7 @@ pub fn build_session_state(
     runtime: Arc<RuntimeEnv>,
     catalog: &MeshCatalog,
 ) -> SessionState {
-    let mut physical_rules = PhysicalOptimizer::new().rules;
+    let mut physical_rules = crate::filter_barrier::with_shields(PhysicalOptimizer::new().rules);
     physical_rules.push(Arc::new(CountSourceReads));
     SessionStateBuilder::new()
         .with_config(config)
@@ -317,9 +325,14 @@ impl QueryEngine {
         sql: &str,
         principal: &Arc<Principal>,
     ) -> Result<Described, GatewayError> {
-        let (_, plan) = self.logical_plan(sql, principal).await?;
+        let (state, plan) = self.logical_plan(sql, principal).await?;
         let mut params: Vec<(String, Option<DataType>)> =
             plan.get_parameter_types()?.into_iter().collect();
+        // The result schema is that of the plan after type coercion, as in `plan`.
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
+            .unwrap_or(plan);
         params.sort_by_key(|(name, _)| {
             name.trim_start_matches('$')
                 .parse::<usize>()
@@ -366,8 +379,10 @@ impl QueryEngine {
             let _entered = plan_span.enter();
             let plan = bind_params(plan, params)?;
             check_amplifying_functions(&plan)?;
-            let wire = wire_schema(plan.schema().as_arrow());
             let optimized = state.optimize(&plan)?;
+            // The result schema after type coercion: before it, a UNION has its first
+            // branch's types (an integer column where the union is a float).
+            let wire = wire_schema(optimized.schema().as_arrow());
             let reads = port_reads(&optimized);
             let physical = handle.block_on(
                 state

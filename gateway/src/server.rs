@@ -11,7 +11,6 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use meshgate_config::Mesh;
 use meshgate_connector::Registry;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::catalog::MeshCatalog;
 use crate::connectors::load_and_check;
@@ -173,7 +172,12 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(catalog)
         .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // The builder's `tcp_nodelay` applies only to listeners tonic binds itself: set it on
+        // every accepted connection here, or small responses wait for Nagle's 40 ms.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|e| GatewayError::Unavailable(format!("the Flight SQL server stopped: {e}")))
 }

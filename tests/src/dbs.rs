@@ -379,6 +379,11 @@ pub fn mariadb_on(port: Option<u16>) -> TestDb {
 
 /// TPC-H tables at the test scale, as generated.
 pub fn tpch_table(name: &str) -> Vec<RecordBatch> {
+    tpch_table_at(name, TEST_SCALE)
+}
+
+/// A TPC-H table at scale factor `s`, as generated.
+pub fn tpch_table_at(name: &str, s: f64) -> Vec<RecordBatch> {
     use tpchgen::generators::*;
     use tpchgen_arrow::*;
     fn all<I: Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>>(
@@ -386,7 +391,6 @@ pub fn tpch_table(name: &str) -> Vec<RecordBatch> {
     ) -> Vec<RecordBatch> {
         it.collect::<Result<_, _>>().expect("generate")
     }
-    let s = TEST_SCALE;
     match name {
         "customer" => all(CustomerArrow::new(CustomerGenerator::new(s, 1, 1))),
         "nation" => all(NationArrow::new(NationGenerator::new(s, 1, 1))),
@@ -412,14 +416,15 @@ fn sql_type(t: &DataType, kind: Kind) -> String {
     }
 }
 
-fn literal(a: &dyn Array, row: usize, kind: Kind) -> String {
+/// The SQL literal of `a[row]` for `kind`.
+pub fn literal(a: &dyn Array, row: usize, kind: Kind) -> String {
     if a.is_null(row) {
         return "NULL".into();
     }
     let f = ArrayFormatter::try_new(a, &FormatOptions::default()).expect("formatter");
     let text = f.value(row).to_string();
     match a.data_type() {
-        DataType::Int64 | DataType::Int32 | DataType::Decimal128(..) => text,
+        DataType::Int64 | DataType::Int32 | DataType::Decimal128(..) | DataType::Float64 => text,
         DataType::Date32 => format!("DATE '{text}'"),
         _ => {
             let mut s = text.replace('\'', "''");

@@ -2,6 +2,7 @@
 //! a small scale, and a reference DataFusion context over the same TPC-H data as Parquet.
 
 pub mod dbs;
+pub mod fuzz;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -36,6 +36,18 @@
 //!
 //! `table: [catalog.][schema.]table` (federated; a remote meshgate's port is
 //! `domain.product.port`) or `query: "SELECT ..."` (scanned as a derived table).
+//!
+//! # What is pushed down
+//!
+//! What the `dialect` allows (`meshgate explain-pushdown --dialect <d>`): with `datafusion`
+//! the remote is assumed to evaluate everything as this gateway's DataFusion does (functions,
+//! divisions, casts, `ILIKE`), so nearly whole sub-plans go to it; `postgres`, `mysql` and
+//! `sqlite` apply those databases' rules (collations forced, `NULLS` ordering, `LIKE` as
+//! `GLOB`, ...); `generic` pushes only what every SQL database agrees on, and no string
+//! comparison (an unknown server's collation is unknown). A statement the remote cannot
+//! plan (its GetFlightInfo answers `INVALID_ARGUMENT`) fails with `FAILED_PRECONDITION`
+//! naming the source, usually a wrong `dialect`; `pushdown: off` on the source works around
+//! it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -583,9 +595,15 @@ impl SqlPool for FlightSqlPool {
             ),
             _ => e,
         };
+        // The remote plans the statement when asked for its FlightInfo: a statement it
+        // cannot plan was written wrongly for it.
         let info = self
             .info_with(client.clone(), sql)
             .await
+            .map_err(|e| match e.class {
+                ErrorClass::Query => ConnectorError::new(ErrorClass::PushdownRejected, e.message),
+                _ => e,
+            })
             .map_err(as_caller)?;
         let mut tickets = Vec::new();
         for ep in info.endpoint {

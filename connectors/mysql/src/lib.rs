@@ -30,17 +30,31 @@
 //!
 //! # What is pushed down
 //!
-//! | plan part | federated (`federation: true`, default) | `federation: false` |
-//! |---|---|---|
-//! | projection | yes | yes |
-//! | filters | yes, any expression the MySQL unparser writes | comparisons, `AND`/`OR`/`NOT`, `IN`, `BETWEEN`, `IS [NOT] NULL`, evaluated again by the gateway (`Inexact`) because MySQL's default collations compare case-insensitively |
-//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` without filters |
-//! | aggregates, `GROUP BY`, `DISTINCT` | yes | no |
-//! | joins, subqueries, `UNION` | between tables of sources with the same host, port, database, user and password | no |
+//! | plan part | federated (`federation: true`, default) | `federation: false` | `pushdown: off` |
+//! |---|---|---|---|
+//! | projection | yes | yes | yes |
+//! | filters | yes, what [`meshgate_connector_sql::capability`] allows for MySQL/MariaDB | the same, per port | no |
+//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` when every filter is pushed | no |
+//! | aggregates, `GROUP BY`, `DISTINCT`, windows | yes | no | no |
+//! | joins, subqueries, `UNION ALL` | between tables of sources with the same host, port, database, user and password | no | no |
 //!
-//! In pushed plans string comparison, grouping and ordering follow the column's collation
-//! on the server; declare string columns with a binary collation (`utf8mb4_bin`) where
-//! DataFusion's byte semantics matter.
+//! `meshgate explain-pushdown --dialect mariadb` lists every construct.
+//!
+//! # Collations
+//!
+//! Pushed statements compare strings as DataFusion does (UTF-8 bytes: case-sensitive,
+//! accent-sensitive, trailing spaces significant) whatever the columns' collations: every
+//! string a statement reads from a table is read as `CONVERT(col USING utf8mb4) COLLATE
+//! utf8mb4_nopad_bin` (`utf8mb4_0900_bin` on MySQL 8), and sessions run with `SET NAMES
+//! utf8mb4 COLLATE` that collation, so string literals compare the same way. Comparisons,
+//! `LIKE`, `GROUP BY`, `DISTINCT`, joins and sorts on strings are then pushed with DataFusion's
+//! answer. The cost: an index on a string column with another collation is not used for
+//! pushed comparisons on that column. `ORDER BY ... NULLS FIRST/LAST` is written as
+//! `ORDER BY (x IS NULL), x`; `OFFSET` alone as `LIMIT 18446744073709551615 OFFSET n`; `avg`
+//! of integers over `DOUBLE` (MySQL averages into `DECIMAL(..., 4)`); `avg` of decimals, `/`
+//! and `%` of integers and `||` run in the gateway. A statement the server rejects (a syntax
+//! error, an unknown column) fails with `FAILED_PRECONDITION` naming the source; `pushdown:
+//! off` on the source works around it.
 //!
 //! # Type mapping
 //!

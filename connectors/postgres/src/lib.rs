@@ -33,16 +33,27 @@
 //!
 //! # What is pushed down
 //!
-//! | plan part | federated (`federation: true`, default) | `federation: false` |
-//! |---|---|---|
-//! | projection | yes | yes |
-//! | filters | yes, any expression the PostgreSQL unparser writes | comparisons, `AND`/`OR`/`NOT`, `IN`, `BETWEEN`, `IS [NOT] NULL` |
-//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` alone |
-//! | aggregates, `GROUP BY`, `DISTINCT` | yes | no |
-//! | joins, subqueries, `UNION` | between tables of sources with the same host, port, database, user and password | no |
+//! | plan part | federated (`federation: true`, default) | `federation: false` | `pushdown: off` |
+//! |---|---|---|---|
+//! | projection | yes | yes | yes |
+//! | filters | yes, what [`meshgate_connector_sql::capability`] allows for PostgreSQL | the same, per port | no |
+//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` when every filter is pushed | no |
+//! | aggregates, `GROUP BY`, `DISTINCT`, windows | yes | no | no |
+//! | joins, subqueries, `UNION ALL` | between tables of sources with the same host, port, database, user and password | no | no |
 //!
-//! String comparison and ordering in pushed plans follow the column's collation on the
-//! server; use `COLLATE "C"` columns (or a `C` database) for DataFusion's byte order.
+//! `meshgate explain-pushdown --dialect postgres` lists every construct.
+//!
+//! # Collations
+//!
+//! Columns are assumed to have deterministic collations (every built-in and libc collation,
+//! and ICU collations not declared `deterministic = false`): equality, `IN`, `GROUP BY`,
+//! `DISTINCT` and joins on strings then mean what they mean in DataFusion, and are pushed as
+//! written. Ordering is not: `<`, `BETWEEN`, `ORDER BY`, `min` and `max` on strings are pushed
+//! with `COLLATE "C"`, DataFusion's byte order, whatever the column's collation. `LIKE` is
+//! case-sensitive in PostgreSQL and pushed; `ILIKE`, `lower` and `upper` follow the locale's
+//! case rules and run in the gateway. `avg` of a decimal is pushed as `trunc(avg(x), s + 4)`,
+//! DataFusion's result. A statement the server rejects (SQLSTATE class 42 or 0A) fails with
+//! `FAILED_PRECONDITION` naming the source; `pushdown: off` on the source works around it.
 //!
 //! # Type mapping
 //!
@@ -395,22 +406,18 @@ impl SqlPool for PgPool {
     }
 }
 
-/// The class of an error PostgreSQL raised running a statement: data exceptions (SQLSTATE
-/// class 22, e.g. division by zero) and syntax or access-rule errors (42) are the query's
-/// fault; a cancelled statement (57014) is a timeout; anything else is unexpected.
+/// The class of an error PostgreSQL raised running a statement, by SQLSTATE: data
+/// exceptions (class 22: an overflow, an invalid value) are the query's fault; syntax and
+/// access-rule errors (class 42) and unsupported features (0A) mean the SQL the gateway
+/// wrote was rejected, except a missing table (42P01, the source changed) and a missing
+/// privilege (42501); a cancelled statement (57014) is a timeout; the rest is the server's
+/// trouble (connections, resources, shutdown).
 fn query_error_class(e: &(dyn std::error::Error + 'static)) -> ErrorClass {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>() {
             if let Some(code) = pg.code() {
-                let code = code.code();
-                return if code.starts_with("22") || code.starts_with("42") {
-                    ErrorClass::Query
-                } else if code == "57014" {
-                    ErrorClass::Timeout
-                } else {
-                    ErrorClass::Internal
-                };
+                return sqlstate_class(code.code());
             }
         }
         cur = err.source();
@@ -420,6 +427,34 @@ fn query_error_class(e: &(dyn std::error::Error + 'static)) -> ErrorClass {
     if text.contains("division by zero") || text.contains("invalid input syntax") {
         ErrorClass::Query
     } else {
-        ErrorClass::Internal
+        ErrorClass::Unavailable
+    }
+}
+
+fn sqlstate_class(code: &str) -> ErrorClass {
+    match code {
+        "42P01" => ErrorClass::NotFound,
+        "42501" => ErrorClass::PermissionDenied,
+        "57014" => ErrorClass::Timeout,
+        c if c.starts_with("42") || c.starts_with("0A") => ErrorClass::PushdownRejected,
+        c if c.starts_with("22") => ErrorClass::Query,
+        _ => ErrorClass::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_classes() {
+        assert_eq!(sqlstate_class("42601"), ErrorClass::PushdownRejected); // syntax error
+        assert_eq!(sqlstate_class("42703"), ErrorClass::PushdownRejected); // undefined column
+        assert_eq!(sqlstate_class("0A000"), ErrorClass::PushdownRejected);
+        assert_eq!(sqlstate_class("42P01"), ErrorClass::NotFound);
+        assert_eq!(sqlstate_class("42501"), ErrorClass::PermissionDenied);
+        assert_eq!(sqlstate_class("22012"), ErrorClass::Query); // division by zero
+        assert_eq!(sqlstate_class("57014"), ErrorClass::Timeout);
+        assert_eq!(sqlstate_class("53300"), ErrorClass::Unavailable);
     }
 }

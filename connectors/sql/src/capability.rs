@@ -463,9 +463,13 @@ pub fn construct_table() -> Vec<ConstructRow> {
         by("semi/anti join (IN, EXISTS, NOT EXISTS)", |_| {
             Handling::Rewritten("WHERE [NOT] EXISTS (SELECT 1 ...)")
         }),
-        by("NOT IN with NULLs (null-aware anti join)", |_| {
-            Handling::Local("NULL handling")
+        by("x NOT IN (SELECT ...), uncorrelated", |_| {
+            Handling::Rewritten("x NOT IN (SELECT y ...): SQL's NULL rules are DataFusion's")
         }),
+        by(
+            "NOT IN (SELECT ...) correlated with the outer query",
+            |_| Handling::Local("NULL handling"),
+        ),
         by("IS [NOT] DISTINCT FROM, null-safe join keys", |c| {
             yes_no(c.distinct_from, "not supported")
         }),
@@ -503,8 +507,13 @@ pub fn construct_table() -> Vec<ConstructRow> {
                             "date_part" if !c.datafusion_semantics => {
                                 Handling::Rewritten("year, quarter, month, day only")
                             }
+                            "btrim" | "ltrim" | "rtrim"
+                                if matches!(c.flavor, Flavor::MySql | Flavor::MariaDb) =>
+                            {
+                                Handling::Rewritten("one argument only (TRIM for btrim)")
+                            }
                             "btrim" | "ltrim" | "rtrim" if !c.datafusion_semantics => {
-                                Handling::Rewritten("one argument only")
+                                Handling::Rewritten("characters to trim as a literal")
                             }
                             _ => Handling::Pushed,
                         }

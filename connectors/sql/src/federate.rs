@@ -62,7 +62,33 @@ pub fn split_federated(plan: LogicalPlan, source: &Arc<SqlSource>) -> Result<Log
     let Some(fed) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
         return Ok(plan);
     };
-    federate(fed.plan().clone(), source)
+    federate(limits_below_projections(fed.plan().clone())?, source)
+}
+
+/// `Limit(Projection(x))` as `Projection(Limit(x))`: the same rows, and when `x` sorts by a
+/// column the projection drops, the limit can then go to the source with the sort.
+fn limits_below_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{Limit, Projection};
+    plan.transform_up(|node| {
+        let LogicalPlan::Limit(limit) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        let LogicalPlan::Projection(p) = limit.input.as_ref() else {
+            return Ok(Transformed::no(node));
+        };
+        if p.expr.iter().any(|e| e.is_volatile()) {
+            return Ok(Transformed::no(node));
+        }
+        let below = LogicalPlan::Limit(Limit {
+            skip: limit.skip.clone(),
+            fetch: limit.fetch.clone(),
+            input: Arc::clone(&p.input),
+        });
+        let above = Projection::try_new(p.expr.clone(), Arc::new(below))?;
+        Ok(Transformed::yes(LogicalPlan::Projection(above)))
+    })
+    .map(|t| t.data)
 }
 
 fn has_scan(plan: &LogicalPlan) -> bool {

@@ -7,10 +7,14 @@
 //! - scan on their own with projection, filters and `LIMIT` pushed into one `SELECT`
 //!   ([`SqlScanTable`]), and
 //! - take part in federation: datafusion-federation cuts the largest sub-plan that touches
-//!   only sources with one [`SqlBackend::compute_context`] and sends it through
-//!   [`SqlSourceExecutor`] as one statement in the source's dialect. Federation runs after
-//!   DataFusion's own filter and projection pushdown, and [`capability`] splits a sub-plan
-//!   again where the dialect cannot run a node with DataFusion's meaning.
+//!   only sources with one [`SqlBackend::compute_context`]; [`federate`] writes it as one
+//!   statement in the source's dialect ([`sqlgen`]: every node's output columns are
+//!   positional and aliased, so names in the plan never reach the source), and where a node
+//!   cannot be written with DataFusion's meaning for the dialect ([`semantics`], from the
+//!   tables in [`capability`]) it stays in the gateway while smaller sub-plans are pushed.
+//!   Port scans are written by the same rules. A statement a source rejects is
+//!   [`meshgate_connector::ErrorClass::PushdownRejected`] (logged with its SQL); a source
+//!   declared `pushdown: off` receives only `SELECT <columns> FROM <table>`.
 //!
 //! A kind's [`SqlSourceFactory`] only says how to read its options.
 //!

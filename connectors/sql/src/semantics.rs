@@ -270,6 +270,17 @@ impl<'a> Semantics<'a> {
         let df = self.df();
         match e {
             Expr::Column(_) | Expr::Alias(_) => Ok(e),
+            Expr::Literal(ScalarValue::Date32(Some(days)), _)
+                if self.caps.flavor == Flavor::Sqlite =>
+            {
+                // SQLite keeps dates as ISO text; `CAST('…' AS DATE)` would make a number.
+                let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                    .ok_or_else(|| Refusal::new("a date out of range"))?;
+                Ok(Expr::Literal(
+                    ScalarValue::Utf8(Some(date.format("%Y-%m-%d").to_string())),
+                    None,
+                ))
+            }
             Expr::Literal(ref v, _) => {
                 self.literal(v)?;
                 Ok(e)

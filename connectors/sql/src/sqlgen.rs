@@ -192,6 +192,15 @@ enum From {
     },
 }
 
+/// One `ORDER BY` key: its expression over the block's relations and its SQL.
+#[derive(Debug, Clone)]
+struct OrderKey {
+    expr: Expr,
+    sql: String,
+    asc: bool,
+    nulls_first: bool,
+}
+
 /// A `SELECT` being built, clauses in the order SQL evaluates them.
 #[derive(Debug, Clone, Default)]
 struct Block {
@@ -201,7 +210,7 @@ struct Block {
     window: bool,
     items: Vec<Item>,
     distinct: bool,
-    order_by: Vec<String>,
+    order_by: Vec<OrderKey>,
     /// `order_by` comes from the plan's root `Sort`.
     sorted: bool,
     limit: Option<usize>,
@@ -294,12 +303,14 @@ impl Gen<'_> {
             .map_err(|err| Refusal::new(format!("cannot write {e}: {err}")))
     }
 
-    /// Closes `b` as a derived table.
+    /// Closes `b` as a derived table. Its columns are named after it (`t3_c0`): a name
+    /// shared with the result columns of an outer block (`c0`) is ambiguous to DataFusion
+    /// when an `ORDER BY` reads both.
     fn wrap(&mut self, b: Block) -> R<Block> {
-        let sql = self.select(&b)?;
         let alias = self.alias();
+        let sql = self.select_named(&b, &|i| format!("{alias}_c{i}"))?;
         let items = (0..b.items.len())
-            .map(|i| Item::Expr(col(&alias, &format!("c{i}"))))
+            .map(|i| Item::Expr(col(&alias, &format!("{alias}_c{i}"))))
             .collect();
         Ok(Block {
             from: Some(From::Derived { sql, alias }),
@@ -404,13 +415,19 @@ impl Gen<'_> {
                         continue; // a constant does not order anything (and `ORDER BY 1` is a position)
                     }
                     let nullable = orig.expr.nullable(schema).unwrap_or(true);
-                    order.push(self.order_key(
+                    let sql = self.order_key(
                         &SortExpr {
-                            expr: e,
+                            expr: e.clone(),
                             ..se.clone()
                         },
                         nullable,
-                    )?);
+                    )?;
+                    order.push(OrderKey {
+                        expr: e,
+                        sql,
+                        asc: se.asc,
+                        nulls_first: se.nulls_first,
+                    });
                 }
                 b.order_by = order;
                 b.sorted = true;
@@ -471,6 +488,7 @@ impl Gen<'_> {
             LogicalPlan::Union(u) => {
                 let mut branches = Vec::new();
                 let width = u.schema.fields().len();
+                let alias = self.alias();
                 for input in &u.inputs {
                     let mut b = self.plan(input)?;
                     if !b.unlimited() || !b.order_by.is_empty() {
@@ -479,16 +497,15 @@ impl Gen<'_> {
                     if b.items.len() != width {
                         return Err(Refusal::new("UNION branches of different widths"));
                     }
-                    branches.push(self.select(&b)?);
+                    branches.push(self.select_named(&b, &|i| format!("{alias}_c{i}"))?);
                 }
-                let alias = self.alias();
                 Ok(Block {
                     from: Some(From::Derived {
                         sql: branches.join(" UNION ALL "),
                         alias: alias.clone(),
                     }),
                     items: (0..width)
-                        .map(|i| Item::Expr(col(&alias, &format!("c{i}"))))
+                        .map(|i| Item::Expr(col(&alias, &format!("{alias}_c{i}"))))
                         .collect(),
                     ..Block::default()
                 })
@@ -891,8 +908,13 @@ impl Gen<'_> {
         }
     }
 
-    /// The block as one `SELECT`.
+    /// The block as one `SELECT` whose result columns are `c0`, `c1`, ...
     fn select(&self, b: &Block) -> R<String> {
+        self.select_named(b, &|i| format!("c{i}"))
+    }
+
+    /// The block as one `SELECT` whose result columns are named by `name`.
+    fn select_named(&self, b: &Block, name: &dyn Fn(usize) -> String) -> R<String> {
         let mut s = String::from("SELECT ");
         if b.distinct {
             s.push_str("DISTINCT ");
@@ -903,7 +925,7 @@ impl Gen<'_> {
             } else {
                 "1"
             };
-            s.push_str(&format!("{dummy} AS {}", self.dialect.ident("c0")));
+            s.push_str(&format!("{dummy} AS {}", self.dialect.ident(&name(0))));
         } else {
             let mut cols = Vec::with_capacity(b.items.len());
             for (i, item) in b.items.iter().enumerate() {
@@ -911,7 +933,7 @@ impl Gen<'_> {
                     Item::Expr(e) => self.render(&self.typed_null(e))?,
                     Item::Sql(s) => s.clone(),
                 };
-                cols.push(format!("{sql} AS {}", self.dialect.ident(&format!("c{i}"))));
+                cols.push(format!("{sql} AS {}", self.dialect.ident(&name(i))));
             }
             s.push_str(&cols.join(", "));
         }
@@ -930,8 +952,30 @@ impl Gen<'_> {
             }
         }
         if !b.order_by.is_empty() {
+            // DataFusion servers are given the result column where a key is one: some of
+            // their plans fail on a sort expression repeated from the select list.
+            let by_name = self.sem.caps().flavor == crate::capability::Flavor::DataFusion;
+            let keys: Vec<String> = b
+                .order_by
+                .iter()
+                .map(|k| {
+                    let item = b
+                        .items
+                        .iter()
+                        .position(|i| matches!(i, Item::Expr(e) if *e == k.expr));
+                    match item {
+                        Some(i) if by_name => format!(
+                            "{} {} NULLS {}",
+                            self.dialect.ident(&name(i)),
+                            if k.asc { "ASC" } else { "DESC" },
+                            if k.nulls_first { "FIRST" } else { "LAST" }
+                        ),
+                        _ => k.sql.clone(),
+                    }
+                })
+                .collect();
             s.push_str(" ORDER BY ");
-            s.push_str(&b.order_by.join(", "));
+            s.push_str(&keys.join(", "));
         }
         match (b.limit, b.offset) {
             (Some(n), 0) => s.push_str(&format!(" LIMIT {n}")),

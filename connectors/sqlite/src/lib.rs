@@ -18,13 +18,26 @@
 //! SQLite is a federated SQL source (`meshgate-connector-sql`): the largest sub-plan over
 //! tables of one database file goes to it as one statement in the SQLite dialect.
 //!
-//! | plan part | federated (`federation: true`, default) | `federation: false` |
-//! |---|---|---|
-//! | projection | yes | yes |
-//! | filters | yes, any expression the SQLite unparser writes | comparisons, `AND`/`OR`/`NOT`, `IN`, `BETWEEN`, `IS [NOT] NULL` |
-//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` alone |
-//! | aggregates, `GROUP BY`, `DISTINCT` | yes | no |
-//! | joins, subqueries, `UNION` | between tables of sources on the same file | no |
+//! | plan part | federated (`federation: true`, default) | `federation: false` | `pushdown: off` |
+//! |---|---|---|---|
+//! | projection | yes | yes | yes |
+//! | filters | yes, what [`meshgate_connector_sql::capability`] allows for SQLite | the same, per port | no |
+//! | `LIMIT`, `ORDER BY ... LIMIT` | yes | `LIMIT` when every filter is pushed | no |
+//! | aggregates, `GROUP BY`, `DISTINCT`, windows | yes | no | no |
+//! | joins, subqueries, `UNION ALL` | between tables of sources on the same file | no | no |
+//!
+//! `meshgate explain-pushdown --dialect sqlite` lists every construct.
+//!
+//! # Collations
+//!
+//! Every string a pushed statement reads from a table is read as `col COLLATE BINARY`, so
+//! columns declared `COLLATE NOCASE` or `RTRIM` still compare, group, join and sort as in
+//! DataFusion. SQLite's `LIKE` ignores ASCII case: it is pushed as `GLOB` with the pattern
+//! translated (`%` to `*`, `_` to `?`, GLOB's own special characters in brackets).
+//! `ILIKE`, `lower`, `upper`, float `%` and casts from strings run in the gateway. Dates are
+//! ISO text in SQLite: date literals are written as text. A statement SQLite cannot prepare
+//! (other than for a missing table) fails with `FAILED_PRECONDITION` naming the source;
+//! `pushdown: off` on the source works around it.
 //!
 //! Values of a pushed statement arrive as SQLite's integers, reals, text and blobs and are
 //! cast to the types DataFusion planned (a `SUM` of an INTEGER column to Int64, say).

@@ -243,10 +243,19 @@ fn read_rows(source: SqliteSource, sql: String, schema: SchemaRef) -> SendableRe
     builder.spawn_blocking(move || {
         let schema = collected;
         let conn = source.open().map_err(ConnectorError::into_datafusion)?;
+        // Errors while stepping are the data's (an integer overflow); a statement SQLite
+        // cannot prepare was written wrongly for it.
         let ext = |e: rusqlite::Error| {
-            ConnectorError::new(ErrorClass::Internal, format!("sqlite: {e}")).into_datafusion()
+            ConnectorError::new(ErrorClass::Query, format!("sqlite: {e}")).into_datafusion()
         };
-        let mut stmt = conn.prepare(&sql).map_err(ext)?;
+        let mut stmt = conn.prepare(&sql).map_err(|e| {
+            let class = if e.to_string().contains("no such table") {
+                ErrorClass::NotFound
+            } else {
+                ErrorClass::PushdownRejected
+            };
+            ConnectorError::new(class, format!("sqlite: {e}")).into_datafusion()
+        })?;
         let width = stmt.column_count();
         let mut rows = stmt.query([]).map_err(ext)?;
         let mut builders: Vec<ColumnBuilder> = schema

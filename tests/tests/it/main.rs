@@ -2,8 +2,10 @@
 //! link of DataFusion); one module per area.
 
 mod contracts;
+mod fuzz;
 mod hardening;
 mod metadata;
+mod pushdown_classes;
 mod queries;
 mod remote;
 mod sources;
