@@ -337,12 +337,21 @@ impl SqlBackend for MyBackend {
         let opts = self
             .base_opts()
             .pool_opts(PoolOpts::default().with_constraints(constraints))
-            .setup(vec![
-                "SET time_zone = '+00:00'".to_string(),
-                format!("SET NAMES utf8mb4 COLLATE {collation}"),
-                "SET SESSION TRANSACTION READ ONLY".to_string(),
-                limit,
-            ]);
+            .setup({
+                let mut setup = vec![
+                    "SET time_zone = '+00:00'".to_string(),
+                    format!("SET NAMES utf8mb4 COLLATE {collation}"),
+                    "SET SESSION TRANSACTION READ ONLY".to_string(),
+                    limit,
+                ];
+                if mariadb {
+                    // MariaDB's subquery cache keys a correlated subquery on the outer
+                    // column's own collation, ignoring the binary one the pushed SQL forces:
+                    // `'a '` reuses the answer cached for `'a'` (wrong answers for EXISTS).
+                    setup.push("SET SESSION optimizer_switch = 'subquery_cache=off'".to_string());
+                }
+                setup
+            });
         Ok(Arc::new(MyPool {
             pool: Pool::new(opts),
             acquire_timeout: settings.acquire_timeout,

@@ -206,7 +206,7 @@ struct OrderKey {
 struct Block {
     from: Option<From>,
     where_: Vec<String>,
-    group_by: Option<Vec<String>>,
+    group_by: Option<Vec<(Expr, String)>>,
     window: bool,
     items: Vec<Item>,
     distinct: bool,
@@ -384,13 +384,50 @@ impl Gen<'_> {
                     exprs.push(self.sem.aggregate(e, schema)?);
                 }
                 let b = self.plan(&a.input)?;
-                let (mut b, exprs) = self.merge(b, Block::can_group, &exprs, schema)?;
-                let keys = &exprs[..a.group_expr.len()];
+                let (mut b, mut exprs) = self.merge(b, Block::can_group, &exprs, schema)?;
+                let n_keys = a.group_expr.len();
+                let computed = exprs[..n_keys]
+                    .iter()
+                    .any(|k| !matches!(strip(k), Expr::Column(_)));
+                if computed && self.sem.caps().flavor == crate::capability::Flavor::DataFusion {
+                    // DataFusion names `CAST(x AS t)` after `x`: two such keys collide. Compute
+                    // the keys in a derived table and group by its columns.
+                    let width = b.items.len();
+                    let keys: Vec<Expr> = exprs[..n_keys].to_vec();
+                    b.items.extend(keys.into_iter().map(Item::Expr));
+                    let mut w = self.wrap(b)?;
+                    let aggs = exprs[n_keys..]
+                        .iter()
+                        .map(|e| {
+                            // Re-read the aggregates' arguments from the derived table.
+                            let original = &a.aggr_expr
+                                [exprs[n_keys..].iter().position(|x| x == e).unwrap_or(0)];
+                            let e = self.sem.aggregate(original, schema)?;
+                            subst(&e, schema, &w.items[..width])
+                                .ok_or_else(|| Refusal::new("aggregate argument"))
+                        })
+                        .collect::<R<Vec<_>>>()?;
+                    let keys: Vec<Expr> = w.items[width..]
+                        .iter()
+                        .filter_map(|i| match i {
+                            Item::Expr(e) => Some(e.clone()),
+                            Item::Sql(_) => None,
+                        })
+                        .collect();
+                    w.items.truncate(width);
+                    exprs = keys.into_iter().chain(aggs).collect();
+                    b = w;
+                }
+                let keys = &exprs[..n_keys];
                 if keys.iter().any(|k| matches!(strip(k), Expr::Literal(..))) {
                     // `GROUP BY 1` would name a position.
                     return Err(Refusal::new("GROUP BY a constant"));
                 }
-                b.group_by = Some(keys.iter().map(|k| self.render(k)).collect::<R<_>>()?);
+                b.group_by = Some(
+                    keys.iter()
+                        .map(|k| Ok((k.clone(), self.render(k)?)))
+                        .collect::<R<_>>()?,
+                );
                 b.items = exprs.into_iter().map(Item::Expr).collect();
                 Ok(b)
             }
@@ -945,33 +982,40 @@ impl Gen<'_> {
             s.push_str(" WHERE ");
             s.push_str(&and(&b.where_));
         }
+        // DataFusion servers are given result columns by name where a key or a sort key is
+        // one: some of their plans fail on expressions repeated from the select list (two
+        // casts of one column share a name in DataFusion).
+        let by_name = self.sem.caps().flavor == crate::capability::Flavor::DataFusion;
+        let item_of = |e: &Expr| {
+            b.items
+                .iter()
+                .position(|i| matches!(i, Item::Expr(x) if x == e))
+        };
         if let Some(keys) = &b.group_by {
             if !keys.is_empty() {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|(e, sql)| match item_of(e) {
+                        Some(i) if by_name => self.dialect.ident(&name(i)),
+                        _ => sql.clone(),
+                    })
+                    .collect();
                 s.push_str(" GROUP BY ");
                 s.push_str(&keys.join(", "));
             }
         }
         if !b.order_by.is_empty() {
-            // DataFusion servers are given the result column where a key is one: some of
-            // their plans fail on a sort expression repeated from the select list.
-            let by_name = self.sem.caps().flavor == crate::capability::Flavor::DataFusion;
             let keys: Vec<String> = b
                 .order_by
                 .iter()
-                .map(|k| {
-                    let item = b
-                        .items
-                        .iter()
-                        .position(|i| matches!(i, Item::Expr(e) if *e == k.expr));
-                    match item {
-                        Some(i) if by_name => format!(
-                            "{} {} NULLS {}",
-                            self.dialect.ident(&name(i)),
-                            if k.asc { "ASC" } else { "DESC" },
-                            if k.nulls_first { "FIRST" } else { "LAST" }
-                        ),
-                        _ => k.sql.clone(),
-                    }
+                .map(|k| match item_of(&k.expr) {
+                    Some(i) if by_name => format!(
+                        "{} {} NULLS {}",
+                        self.dialect.ident(&name(i)),
+                        if k.asc { "ASC" } else { "DESC" },
+                        if k.nulls_first { "FIRST" } else { "LAST" }
+                    ),
+                    _ => k.sql.clone(),
                 })
                 .collect();
             s.push_str(" ORDER BY ");

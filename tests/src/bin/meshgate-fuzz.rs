@@ -1,9 +1,10 @@
 //! `meshgate-fuzz [--queries N] [--seed S] [--scale SF] [--no-shrink] [--max-failures N]
-//! [--minutes M] [--verbose] [--sql QUERY]`: differential testing of pushdown. Generated SELECTs run
+//! [--minutes M] [--verbose] [--from N] [--sql QUERY]`: differential testing of pushdown. Generated SELECTs run
 //! through a gateway over PostgreSQL, MariaDB, SQLite, Parquet and a remote Flight SQL
 //! server, and through DataFusion over the same data; failures are shrunk and printed with
 //! the SQL each source received. Exits 1 when any query fails. `--sql` checks one query and
-//! prints both answers' comparison, what each source received and the plan.
+//! prints both answers' comparison, what each source received and the plan; `--from N`
+//! replays a seed from its query N (queries before it are generated, not run).
 //!
 //! Databases: `MESHGATE_TEST_PG_URL` / `MESHGATE_TEST_MYSQL_URL` (as `scripts/test.sh` sets
 //! them), or PostgreSQL and MariaDB started here from the Debian binaries.
@@ -34,10 +35,11 @@ fn main() {
                     Duration::from_secs(60 * value("--minutes").parse::<u64>().expect("a number"))
             }
             "--no-shrink" => cfg.shrink = false,
+            "--from" => cfg.from = value("--from").parse().expect("a number"),
             "--sql" => one = Some(value("--sql")),
             "--verbose" => cfg.verbose = true,
             "--help" | "-h" => {
-                println!("usage: meshgate-fuzz [--queries N] [--seed S] [--scale SF] [--no-shrink] [--max-failures N] [--minutes M] [--verbose] [--sql QUERY]");
+                println!("usage: meshgate-fuzz [--queries N] [--seed S] [--scale SF] [--no-shrink] [--max-failures N] [--minutes M] [--verbose] [--from N] [--sql QUERY]");
                 return;
             }
             other => {

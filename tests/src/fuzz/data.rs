@@ -498,7 +498,8 @@ pub fn remote_mesh(dir: &Path, lake: &Path) {
     );
 }
 
-/// The fuzzed gateway's mesh over every source kind.
+/// The fuzzed gateway's mesh over every source kind; with `pushdown: false`, every SQL
+/// source is declared `pushdown: off` (the arbiter when DataFusion itself fails).
 pub fn hub_mesh(
     dir: &Path,
     pg: &DbAddress,
@@ -506,7 +507,9 @@ pub fn hub_mesh(
     sqlite: &Path,
     lake: &Path,
     remote: std::net::SocketAddr,
+    pushdown: bool,
 ) {
+    let pushdown = if pushdown { "on" } else { "off" };
     std::fs::create_dir_all(dir.join("secrets")).expect("mkdir");
     std::fs::write(dir.join("secrets/pg"), &pg.password).expect("secret");
     std::fs::write(dir.join("secrets/my"), &my.password).expect("secret");
@@ -521,18 +524,22 @@ name: fuzz
 {auth}sources:
   - name: pg_src
     kind: postgres
+    pushdown: {pushdown}
     options: {{ host: \"{ph}\", port: {pp}, database: \"{pd}\", user: \"{pu}\", password: {{ file: secrets/pg }}, sslmode: disable }}
   - name: my_src
     kind: mysql
+    pushdown: {pushdown}
     options: {{ host: \"{mh}\", port: {mp}, database: fuzz, user: \"{mu}\", password: {{ file: secrets/my }} }}
   - name: lite_src
     kind: sqlite
+    pushdown: {pushdown}
     options: {{ path: \"{lite}\" }}
   - name: lake_src
     kind: files
     options: {{ url: \"file://{lake}/\" }}
   - name: remote_src
     kind: flightsql
+    pushdown: {pushdown}
     options: {{ url: \"grpc://{remote}\", username: platform, password: {{ file: secrets/remote }}, dialect: datafusion }}
 ",
             auth = crate::admin_auth_yaml(),

@@ -41,6 +41,10 @@ pub struct FuzzConfig {
     pub time_limit: Duration,
     /// Print every query.
     pub verbose: bool,
+    /// Generate but do not run the queries before this one (to replay query N of a seed).
+    pub from: usize,
+    /// Longest time spent shrinking one failure.
+    pub shrink_time: Duration,
 }
 
 impl Default for FuzzConfig {
@@ -53,6 +57,8 @@ impl Default for FuzzConfig {
             max_failures: 10,
             time_limit: Duration::from_secs(1_200),
             verbose: false,
+            from: 0,
+            shrink_time: Duration::from_secs(120),
         }
     }
 }
@@ -161,6 +167,10 @@ impl std::fmt::Display for Report {
 pub struct Env {
     gateway: TestGateway,
     _remote: TestGateway,
+    /// The same mesh with `pushdown: off` on every SQL source: DataFusion computes all but
+    /// the scans. It arbitrates when the reference fails where the gateway answers.
+    _arbiter: TestGateway,
+    arbiter: FlightSqlServiceClient<Channel>,
     client: FlightSqlServiceClient<Channel>,
     reference: SessionContext,
     schemas: BTreeMap<String, SchemaRef>,
@@ -197,9 +207,13 @@ impl Env {
         data::remote_mesh(&remote_dir, &lake);
         let remote = TestGateway::start(&remote_dir).await;
         let hub_dir = dir.path().join("hub");
-        data::hub_mesh(&hub_dir, pg, my, &sqlite, &lake, remote.addr);
+        data::hub_mesh(&hub_dir, pg, my, &sqlite, &lake, remote.addr, true);
         let gateway = TestGateway::start(&hub_dir).await;
         let mut client = gateway.client().await;
+        let arbiter_dir = dir.path().join("arbiter");
+        data::hub_mesh(&arbiter_dir, pg, my, &sqlite, &lake, remote.addr, false);
+        let arbiter_gateway = TestGateway::start(&arbiter_dir).await;
+        let arbiter = arbiter_gateway.client().await;
         let mut schemas = BTreeMap::new();
         for (domain, _) in data::DOMAINS {
             for t in data::TABLES {
@@ -216,6 +230,8 @@ impl Env {
         Self {
             gateway,
             _remote: remote,
+            _arbiter: arbiter_gateway,
+            arbiter,
             client,
             reference,
             schemas,
@@ -231,7 +247,7 @@ impl Env {
     /// Runs `sql` through both engines. Answers over [`MAX_ROWS`] rows (a cartesian product
     /// left by shrinking) are not compared.
     pub async fn check(&mut self, sql: &str, ordered: bool) -> Outcome {
-        const LIMIT: Duration = Duration::from_secs(60);
+        const LIMIT: Duration = Duration::from_secs(30);
         let want = tokio::time::timeout(LIMIT, async {
             use futures::StreamExt;
             let df = self.reference.sql(sql).await.map_err(|e| e.to_string())?;
@@ -289,18 +305,15 @@ impl Env {
             }
             // Whether a row that fails an arithmetic check (a division by zero, an overflow) is
             // evaluated at all depends on evaluation order, which SQL leaves open (a source may
-            // filter it out first); DataFusion's own internal errors are not the gateway's.
+            // evaluate the failing expression on rows DataFusion filters out first).
             (Err(g), Ok(_)) if data_error(g.message()) => {
                 Outcome::BothError(format!("gateway: {}", g.message()))
-            }
-            (Ok(_), Err(w)) if data_error(&w) || w.contains("Internal error") => {
-                Outcome::BothError(format!("DataFusion: {w}"))
             }
             (Err(g), Err(w)) => {
                 Outcome::BothError(format!("gateway: {}; DataFusion: {w}", g.message()))
             }
             (Err(g), Ok(_)) => Outcome::GatewayError(format!("{:?}: {}", g.code(), g.message())),
-            (Ok(_), Err(w)) => Outcome::ReferenceError(w),
+            (Ok(g), Err(w)) => self.arbitrate(sql, &g, &w, ordered).await,
             (Ok(g), Ok(w)) => {
                 let g = compare::rows(&g);
                 let w = compare::rows(&w);
@@ -309,6 +322,47 @@ impl Env {
                     Some(d) => Outcome::Mismatch(d),
                 }
             }
+        }
+    }
+
+    /// DataFusion failed where the gateway answered: a row the sources filtered out first,
+    /// a DataFusion bug the pushed plan avoided, or a source computing what DataFusion
+    /// refuses. The same mesh without pushdown tells them apart.
+    async fn arbitrate(
+        &mut self,
+        sql: &str,
+        got: &[datafusion::arrow::array::RecordBatch],
+        reference_error: &str,
+        ordered: bool,
+    ) -> Outcome {
+        let w = reference_error;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            crate::query(&mut self.arbiter, sql),
+        )
+        .await;
+        match answer {
+            Ok(Ok(a)) => {
+                let g = compare::rows(got);
+                let a = compare::rows(&a);
+                match compare::diff(&g, &a, ordered) {
+                    None => Outcome::BothError(format!(
+                        "DataFusion: {w} (the gateway without pushdown gives the same answer)"
+                    )),
+                    Some(d) => Outcome::Mismatch(format!(
+                        "{d}, against the gateway without pushdown (DataFusion failed: {w})"
+                    )),
+                }
+            }
+            // Both DataFusion runs refuse a value the sources computed: a semantic difference.
+            Ok(Err(a)) if data_error(a.message()) && data_error(w) => {
+                Outcome::ReferenceError(format!("{w}; without pushdown: {}", a.message()))
+            }
+            Ok(Err(a)) => Outcome::BothError(format!(
+                "DataFusion: {w}; without pushdown: {}",
+                a.message()
+            )),
+            Err(_) => Outcome::BothError(format!("DataFusion: {w}; without pushdown: timed out")),
         }
     }
 
@@ -436,6 +490,9 @@ pub async fn run(env: &mut Env, cfg: &FuzzConfig) -> Report {
             break;
         }
         let q = generator.query();
+        if i < cfg.from {
+            continue;
+        }
         let sql = q.sql();
         if cfg.verbose {
             eprintln!("[{i}] {sql}");
@@ -470,8 +527,10 @@ pub async fn run(env: &mut Env, cfg: &FuzzConfig) -> Report {
             }
             failed => {
                 eprintln!("[{i}] {}: {sql}", failed.kind());
-                let (minimal, outcome) = if cfg.shrink {
-                    shrink_failure(env, &q, failed).await
+                let timed_out =
+                    matches!(failed, Outcome::GatewayError(m) if m.contains("timed out"));
+                let (minimal, outcome) = if cfg.shrink && !timed_out {
+                    shrink_failure(env, &q, failed, cfg.shrink_time).await
                 } else {
                     (q.clone(), failed.clone())
                 };
@@ -494,13 +553,19 @@ fn outcome_kind(o: &Outcome) -> &'static str {
 }
 
 /// The smallest variant of `q` that fails the same way (bounded number of tries).
-async fn shrink_failure(env: &mut Env, q: &gen::Query, how: &Outcome) -> (gen::Query, Outcome) {
+async fn shrink_failure(
+    env: &mut Env,
+    q: &gen::Query,
+    how: &Outcome,
+    limit: Duration,
+) -> (gen::Query, Outcome) {
+    let started = Instant::now();
     let mut best = q.clone();
     let mut best_outcome = how.clone();
     let mut budget = 400usize;
     'outer: loop {
         for c in shrink::candidates(&best) {
-            if budget == 0 {
+            if budget == 0 || started.elapsed() > limit {
                 break 'outer;
             }
             budget -= 1;

@@ -587,3 +587,33 @@ async fn pushdown_rejected_by_a_source_is_failed_precondition_and_pushdown_off_s
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn class_correlated_exists_on_forced_collation() {
+    let mut f = fixture().await;
+    // MariaDB's subquery cache keyed the correlated EXISTS on the outer column's own
+    // (case-insensitive) collation: 'a ' and 'É' reused the answers cached for 'a' and 'é'.
+    let sent = f
+        .same_answers(
+            SQL_SOURCES,
+            "SELECT e5.id FROM {s}.tpch.edge e5 WHERE EXISTS (SELECT 1 FROM {s}.tpch.edge sq6 WHERE sq6.t = e5.s)",
+            false,
+        )
+        .await;
+    assert!(pushed_to(&sent, "my_src", &["EXISTS ("]), "{sent:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn class_cast_group_keys_on_datafusion() {
+    let mut f = fixture().await;
+    // DataFusion names CAST(x AS t) after x: two such group keys collided on a remote meshgate.
+    let sent = f
+        .same_answers(
+            &["remote"],
+            "SELECT DISTINCT CAST(o.o_shippriority AS VARCHAR) AS a, CAST(o.o_shippriority AS DOUBLE) AS b \
+             FROM {s}.tpch.orders o",
+            false,
+        )
+        .await;
+    assert!(pushed_to(&sent, "remote_src", &["GROUP BY"]), "{sent:#?}");
+}
