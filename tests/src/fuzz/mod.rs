@@ -354,9 +354,28 @@ impl Env {
                     )),
                 }
             }
-            // Both DataFusion runs refuse a value the sources computed: a semantic difference.
+            // Both DataFusion runs refuse a value. If a source computed the failing kind of
+            // operation, it answered what DataFusion refuses (a semantic difference); if not,
+            // the pushed filters just removed the row first.
             Ok(Err(a)) if data_error(a.message()) && data_error(w) => {
-                Outcome::ReferenceError(format!("{w}; without pushdown: {}", a.message()))
+                let pushed = self.pushed(sql).await;
+                let lower = w.to_ascii_lowercase();
+                let ops: &[&str] = if lower.contains("divide") || lower.contains("division") {
+                    &[" / ", " % "]
+                } else {
+                    &[" + ", " - ", " * ", "CAST("]
+                };
+                if pushed.iter().any(|p| ops.iter().any(|o| p.contains(o))) {
+                    Outcome::ReferenceError(format!(
+                        "{w}; without pushdown: {}; a source computed it",
+                        a.message()
+                    ))
+                } else {
+                    Outcome::BothError(format!(
+                        "DataFusion: {w}; without pushdown: {} (no source computed it)",
+                        a.message()
+                    ))
+                }
             }
             Ok(Err(a)) => Outcome::BothError(format!(
                 "DataFusion: {w}; without pushdown: {}",
