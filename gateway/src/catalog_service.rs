@@ -12,11 +12,11 @@ use meshgate_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::catalog::system;
 use crate::error::GatewayError;
 use crate::flight::MeshFlightSqlService;
 use crate::query::QueryEngine;
 use crate::security::Principal;
-use crate::system;
 
 /// The Catalog service.
 #[derive(Debug, Clone)]

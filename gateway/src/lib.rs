@@ -30,21 +30,16 @@
 
 pub mod catalog;
 pub mod catalog_service;
+pub mod cli;
 pub mod connectors;
-pub mod contract;
 pub mod demo;
 pub mod error;
-pub mod explain_pushdown;
-pub mod filter_barrier;
 pub mod flight;
-pub mod limits;
-pub mod live;
 pub mod metrics;
+pub mod port;
 pub mod query;
 pub mod reload;
 pub mod security;
 pub mod server;
-pub mod source_reads;
-pub mod system;
 pub mod telemetry;
 pub mod usage;

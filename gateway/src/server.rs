@@ -16,7 +16,7 @@ use crate::catalog::MeshCatalog;
 use crate::connectors::load_and_check;
 use crate::error::GatewayError;
 use crate::flight::{FlightSettings, MeshFlightSqlService};
-use crate::limits::SqlLimits;
+use crate::query::limits::SqlLimits;
 use crate::query::{session_config, QueryEngine};
 
 /// How the gateway runs.

@@ -33,7 +33,7 @@ pub(crate) fn catalogs(catalog: &MeshCatalog, can: Readable) -> Result<RecordBat
             b.append(d.name.as_str());
         }
     }
-    b.append(crate::system::SYSTEM_CATALOG);
+    b.append(crate::catalog::system::SYSTEM_CATALOG);
     Ok(b.build()?)
 }
 
@@ -51,8 +51,14 @@ pub(crate) fn schemas(
             b.append(d.name.as_str(), p.as_str());
         }
     }
-    b.append(crate::system::SYSTEM_CATALOG, crate::system::SYSTEM_SCHEMA);
-    b.append(crate::system::SYSTEM_CATALOG, crate::system::USAGE_SCHEMA);
+    b.append(
+        crate::catalog::system::SYSTEM_CATALOG,
+        crate::catalog::system::SYSTEM_SCHEMA,
+    );
+    b.append(
+        crate::catalog::system::SYSTEM_CATALOG,
+        crate::catalog::system::USAGE_SCHEMA,
+    );
     Ok(b.build()?)
 }
 
@@ -72,7 +78,7 @@ pub(crate) fn tables(
     }
     for (schema_name, table, schema) in system {
         b.append(
-            crate::system::SYSTEM_CATALOG,
+            crate::catalog::system::SYSTEM_CATALOG,
             schema_name,
             table,
             TABLE_TYPE,

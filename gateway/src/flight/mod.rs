@@ -4,7 +4,6 @@
 mod metadata;
 mod prepared;
 mod sql_info;
-pub mod tickets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
@@ -41,14 +40,14 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::error::GatewayError;
+use crate::query::source_reads::{format_source_reads, source_reads};
 use crate::query::{execute, params_from_batch, QueryEngine};
 use crate::security::audit::{code_name, AuditLog, AuditRecord};
 use crate::security::authn::{Authenticator, Credentials};
 use crate::security::cert::subject_cn;
+use crate::security::signing::{now_ms, BlobKind, TicketSigner};
 use crate::security::Principal;
-use crate::source_reads::{format_source_reads, source_reads};
 use prepared::PreparedStore;
-use tickets::{now_ms, BlobKind, TicketSigner};
 
 pub use metadata::{foreign_keys_result_schema, primary_keys_result_schema, TABLE_TYPE};
 
@@ -977,7 +976,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_batch(&r, "DoGet/Tables", |e, p| {
-            let system = crate::system::system_tables();
+            let system = crate::catalog::system::system_tables();
             metadata::tables(
                 e.catalog(),
                 q,

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AuthMethod, Principal};
-use crate::flight::tickets::{now_ms, BlobKind, TicketSigner};
+use crate::security::signing::{now_ms, BlobKind, TicketSigner};
 
 /// Prefix of session tokens, so they are told apart from JWTs and static tokens.
 const SESSION_PREFIX: &str = "mgs.";

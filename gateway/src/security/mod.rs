@@ -5,6 +5,7 @@ pub mod audit;
 pub mod authn;
 pub mod cert;
 pub mod policy;
+pub mod signing;
 
 use std::collections::BTreeSet;
 

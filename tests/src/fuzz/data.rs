@@ -593,12 +593,12 @@ pub fn reference(
         .execution
         .skip_physical_aggregate_schema_check = true;
     // DataFusion's physical rules with the gateway's guard against filters pushed through
-    // projections with duplicate names (meshgate::filter_barrier): without it the reference
+    // projections with duplicate names (meshgate::query::filter_barrier): without it the reference
     // itself answers wrongly.
     let state = datafusion::execution::session_state::SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
-        .with_physical_optimizer_rules(meshgate::filter_barrier::with_shields(
+        .with_physical_optimizer_rules(meshgate::query::filter_barrier::with_shields(
             datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
         ))
         .build();

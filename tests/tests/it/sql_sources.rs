@@ -539,7 +539,7 @@ fn text_of_one(batches: &[RecordBatch]) -> String {
 /// `validate --live` against a real PostgreSQL table whose schema changes under the contract.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_validation_reports_postgres_schema_drift() {
-    use meshgate::live::{check_live, LiveStatus};
+    use meshgate::catalog::live::{check_live, LiveStatus};
     let dbs = loaded_dbs().await;
     let pg = dbs::pg_client(&dbs.pg.addr).await;
     // A table of its own, so that parallel tests are not disturbed.
@@ -569,7 +569,7 @@ async fn live_validation_reports_postgres_schema_drift() {
     );
     let registry = meshgate::connectors::default_registry();
     let load = || meshgate::connectors::load_and_check(dir.path(), &registry).expect("valid");
-    let port = |checks: &[meshgate::live::PortCheck], name: &str| {
+    let port = |checks: &[meshgate::catalog::live::PortCheck], name: &str| {
         checks
             .iter()
             .find(|c| c.port == name)

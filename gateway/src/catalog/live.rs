@@ -11,8 +11,8 @@ use meshgate_config::{ColumnType, Mesh, Port};
 use meshgate_connector::{ErrorClass, Registry, SourceContext};
 use serde::Serialize;
 
+use crate::catalog::contract::arrow_type;
 use crate::catalog::port_request;
-use crate::contract::arrow_type;
 
 /// The state of one port against its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,5 +1,9 @@
 //! The served catalog: domains as SQL catalogs, products as schemas, ports as tables.
 
+pub mod contract;
+pub mod live;
+pub mod system;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -11,7 +15,7 @@ use datafusion_federation::FederatedTableProviderAdaptor;
 use meshgate_config::{Mesh, Port, Product};
 use meshgate_connector::{Connector, OpenedPort, PortRequest, Registry, SourceContext};
 
-use crate::contract::PortTable;
+use crate::catalog::contract::PortTable;
 use crate::error::GatewayError;
 
 /// A port that could be opened: its table and where it comes from.
@@ -273,7 +277,7 @@ impl MeshCatalog {
             };
             let problems = match opened {
                 Ok(fresh) => {
-                    let problems = crate::live::contract_drift(port, &kind, &fresh);
+                    let problems = crate::catalog::live::contract_drift(port, &kind, &fresh);
                     if problems.is_empty() {
                         let stale = read(&self.ports)
                             .get(&key)

@@ -2,6 +2,10 @@
 //! compute in the gateway, printed from the capability tables the planner itself uses
 //! ([`meshgate_connector_sql::capability`]).
 
+use std::process::ExitCode;
+
+use super::ReportFormat;
+
 use meshgate_connector_sql::capability::{construct_table, Flavor, Handling, ALL};
 
 /// Which source kind (and `dialect` option) speaks each dialect, for the report's header.
@@ -30,6 +34,27 @@ fn dialects(filter: Option<&str>) -> Result<Vec<Flavor>, String> {
                 let names: Vec<String> = all.iter().map(ToString::to_string).collect();
                 format!("unknown dialect `{name}`; one of: {}", names.join(", "))
             }),
+    }
+}
+
+/// Prints the report; exit 2 on an unknown dialect.
+pub fn run(dialect: Option<&str>, format: ReportFormat) -> ExitCode {
+    let report = match format {
+        ReportFormat::Text => text(dialect),
+        ReportFormat::Json => json(dialect),
+    };
+    match report {
+        Ok(r) => {
+            print!("{r}");
+            if format == ReportFormat::Json {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

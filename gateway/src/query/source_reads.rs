@@ -30,7 +30,7 @@ use futures::StreamExt;
 use meshgate_connector::{ConnectorError, ErrorClass};
 use meshgate_connector_sql::FederatedSqlExec;
 
-use crate::contract::ContractExec;
+use crate::catalog::contract::ContractExec;
 use crate::metrics::Metrics;
 
 /// Name of the byte counter.

@@ -1,5 +1,9 @@
 //! Planning and running SQL against the mesh: read-only, budgeted, on big-stack threads.
 
+pub mod filter_barrier;
+pub mod limits;
+pub mod source_reads;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -29,10 +33,10 @@ use datafusion_federation::{FederatedPlanNode, FederatedPlanner, FederationOptim
 
 use crate::catalog::MeshCatalog;
 use crate::error::GatewayError;
-use crate::limits::{check_amplifying_functions, SqlLimits};
+use crate::query::limits::{check_amplifying_functions, SqlLimits};
+use crate::query::source_reads::{CountSourceReads, QueryObservers};
 use crate::security::policy::{PolicyBarrierPlanner, PolicySet, PrincipalCatalogList};
 use crate::security::Principal;
-use crate::source_reads::{CountSourceReads, QueryObservers};
 
 /// Physical planning with the extension nodes of federation and of policies.
 #[derive(Debug)]
@@ -149,7 +153,8 @@ pub fn build_session_state(
     runtime: Arc<RuntimeEnv>,
     catalog: &MeshCatalog,
 ) -> SessionState {
-    let mut physical_rules = crate::filter_barrier::with_shields(PhysicalOptimizer::new().rules);
+    let mut physical_rules =
+        crate::query::filter_barrier::with_shields(PhysicalOptimizer::new().rules);
     physical_rules.push(Arc::new(CountSourceReads));
     SessionStateBuilder::new()
         .with_config(config)
@@ -532,7 +537,7 @@ fn check_tables(
             full.schema.to_string(),
             full.table.to_string(),
         );
-        if crate::system::is_system_table(&key.0, &key.1, &key.2) {
+        if crate::catalog::system::is_system_table(&key.0, &key.1, &key.2) {
             continue;
         }
         let declared = catalog.mesh.port(&key.0, &key.1, &key.2).is_some();

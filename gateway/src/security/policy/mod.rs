@@ -681,13 +681,13 @@ impl CatalogProviderList for PrincipalCatalogList {
             .filter(|d| !self.readable_products(d.as_str()).is_empty())
             .map(|d| d.to_string())
             .collect();
-        names.push(crate::system::SYSTEM_CATALOG.to_string());
+        names.push(crate::catalog::system::SYSTEM_CATALOG.to_string());
         names
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        if name == crate::system::SYSTEM_CATALOG {
-            return Some(Arc::new(crate::system::SystemCatalog::new(
+        if name == crate::catalog::system::SYSTEM_CATALOG {
+            return Some(Arc::new(crate::catalog::system::SystemCatalog::new(
                 Arc::clone(&self.catalog),
                 Arc::clone(&self.policy),
                 Arc::clone(&self.principal),
