@@ -2,6 +2,7 @@
 //! Flight SQL, and only products the caller may read.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use meshgate_config::Product;
 use meshgate_proto::v1::catalog_server::Catalog;
@@ -13,25 +14,33 @@ use meshgate_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::catalog::system;
-use crate::error::GatewayError;
-use crate::flight::MeshFlightSqlService;
-use crate::query::QueryEngine;
-use crate::security::Principal;
+use crate::catalog::view::CatalogView;
+use crate::port::{PortRef, ProductRef};
+use crate::request::{CallMeta, CatalogCall, Rpc};
+use crate::state::GatewayState;
 
 /// The Catalog service.
 #[derive(Debug, Clone)]
 pub struct CatalogService {
-    flight: MeshFlightSqlService,
+    state: Arc<GatewayState>,
 }
 
 impl CatalogService {
-    /// A Catalog service answering from `flight`'s engine, authenticator and usage.
-    pub fn new(flight: MeshFlightSqlService) -> Self {
-        Self { flight }
+    /// A Catalog service answering from `state`'s engine, authenticator and usage.
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Self { state }
+    }
+
+    /// Authenticates and records a call; the caller's view of the mesh.
+    fn view<T>(&self, request: &Request<T>, call: CatalogCall) -> Result<CatalogView, Status> {
+        let call = self
+            .state
+            .authenticate_and_record(Rpc::Catalog(call), CallMeta::of(request))?;
+        Ok(self.state.view(&call))
     }
 }
 
-fn summary(engine: &QueryEngine, p: &Product) -> ProductSummary {
+fn summary(view: &CatalogView, p: &Product) -> ProductSummary {
     ProductSummary {
         domain: p.domain.to_string(),
         name: p.name.to_string(),
@@ -40,7 +49,7 @@ fn summary(engine: &QueryEngine, p: &Product) -> ProductSummary {
         owner_email: p.owner.email.clone().unwrap_or_default(),
         tags: p.tags.clone(),
         status: p.status.as_str().to_string(),
-        health: system::product_health(engine.catalog(), p).to_string(),
+        health: system::product_health(view.catalog(), p).to_string(),
         ports: p.ports.len() as u32,
     }
 }
@@ -68,27 +77,15 @@ fn matches_text(p: &Product, text: &str) -> bool {
     hay.iter().any(|h| h.to_lowercase().contains(&t))
 }
 
-fn readable<'a>(engine: &'a QueryEngine, who: &Principal) -> Vec<&'a Product> {
-    engine
-        .catalog()
-        .mesh
-        .domains
-        .values()
-        .flat_map(|d| d.products.values())
-        .filter(|p| engine.policy().can_read(who, p))
-        .collect()
-}
-
 #[tonic::async_trait]
 impl Catalog for CatalogService {
     async fn list_domains(
         &self,
         request: Request<ListDomainsRequest>,
     ) -> Result<Response<ListDomainsResponse>, Status> {
-        let who = self.flight.authenticate(&request, "Catalog/ListDomains")?;
-        let engine = self.flight.engine();
+        let view = self.view(&request, CatalogCall::ListDomains)?;
         let mut domains: Vec<Domain> = Vec::new();
-        for p in readable(&engine, &who) {
+        for p in view.products() {
             match domains.iter_mut().find(|d| d.name == p.domain.as_str()) {
                 Some(d) => {
                     d.products += 1;
@@ -110,16 +107,15 @@ impl Catalog for CatalogService {
         &self,
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
-        let who = self.flight.authenticate(&request, "Catalog/ListProducts")?;
+        let view = self.view(&request, CatalogCall::ListProducts)?;
         let q = request.into_inner();
-        let engine = self.flight.engine();
-        let products = readable(&engine, &who)
-            .into_iter()
+        let products = view
+            .products()
             .filter(|p| q.domain.is_empty() || p.domain.as_str() == q.domain)
             .filter(|p| q.tag.is_empty() || p.tags.iter().any(|t| t == &q.tag))
             .filter(|p| q.owner.is_empty() || p.owner.team == q.owner)
             .filter(|p| matches_text(p, &q.text))
-            .map(|p| summary(&engine, p))
+            .map(|p| summary(&view, p))
             .collect();
         Ok(Response::new(ListProductsResponse { products }))
     }
@@ -128,28 +124,15 @@ impl Catalog for CatalogService {
         &self,
         request: Request<GetProductRequest>,
     ) -> Result<Response<ProductMsg>, Status> {
-        let who = self.flight.authenticate(&request, "Catalog/GetProduct")?;
+        let view = self.view(&request, CatalogCall::GetProduct)?;
         let q = request.into_inner();
-        let engine = self.flight.engine();
-        let Some(p) = engine
-            .catalog()
-            .mesh
-            .domains
-            .get(q.domain.as_str())
-            .and_then(|d| d.products.get(q.product.as_str()))
-        else {
-            return Err(GatewayError::NotFound(format!(
-                "product {}.{} does not exist",
-                q.domain, q.product
-            ))
-            .into());
+        let wanted = ProductRef {
+            domain: q.domain,
+            product: q.product,
         };
-        if !engine.policy().can_read(&who, p) {
-            return Err(engine.policy().denied(&q.domain, &q.product).into());
-        }
+        let p = view.product(&wanted)?;
         let kind_of = |source: &str| {
-            engine
-                .catalog()
+            view.catalog()
                 .mesh
                 .sources
                 .get(source)
@@ -160,13 +143,8 @@ impl Catalog for CatalogService {
             .ports
             .iter()
             .map(|port| {
-                let key = (
-                    p.domain.to_string(),
-                    p.name.to_string(),
-                    port.name.to_string(),
-                );
-                let (status, problems) = system::port_status(engine.catalog(), &key);
-                let masks = engine.policy().masks(&who, port);
+                let (status, problems) = system::port_status(view.catalog(), &PortRef::of(p, port));
+                let masks = view.masks(port);
                 let location = system::location_summary(port).unwrap_or_default();
                 Port {
                     name: port.name.to_string(),
@@ -193,11 +171,10 @@ impl Catalog for CatalogService {
                 }
             })
             .collect();
-        let product_name = format!("{}.{}", p.domain, p.name);
-        let usage = self.flight.usage();
-        let rows = usage.by_product(|consumer, product| {
-            product == product_name && system::sees_usage(&who, consumer)
-        });
+        let rows = self
+            .state
+            .usage()
+            .by_product(|consumer, product| *product == wanted && view.sees_usage(consumer));
         let consumers: BTreeSet<&String> = rows.iter().map(|((_, c, _), _)| c).collect();
         let usage = rows.iter().fold(
             UsageSummary {
@@ -212,7 +189,7 @@ impl Catalog for CatalogService {
             },
         );
         Ok(Response::new(ProductMsg {
-            summary: Some(summary(&engine, p)),
+            summary: Some(summary(&view, p)),
             ports,
             usage: Some(usage),
         }))
@@ -221,7 +198,7 @@ impl Catalog for CatalogService {
 
 /// The Catalog service wrapped for tonic.
 pub fn catalog_server(
-    flight: MeshFlightSqlService,
+    state: Arc<GatewayState>,
 ) -> meshgate_proto::v1::catalog_server::CatalogServer<CatalogService> {
-    meshgate_proto::v1::catalog_server::CatalogServer::new(CatalogService::new(flight))
+    meshgate_proto::v1::catalog_server::CatalogServer::new(CatalogService::new(state))
 }

@@ -66,10 +66,10 @@ pub fn load_and_check(dir: &std::path::Path, registry: &Registry) -> Result<Mesh
     for (origin, msg) in crate::security::policy::check_policies(&mesh) {
         errors.push(ConfigError::new(origin, msg));
     }
-    for msg in crate::security::authn::check_auth(&mesh.auth) {
+    for problem in crate::security::authn::check_auth(&mesh.auth) {
         errors.push(ConfigError::new(
             meshgate_config::Origin::file(mesh.root.join(meshgate_config::MESH_FILE)),
-            msg,
+            problem.to_string(),
         ));
     }
     if errors.is_empty() {

@@ -4,18 +4,22 @@
 //! output port becomes a table `domain.product.port` served over Flight SQL. The pieces:
 //!
 //! - [`connectors`]: the registry of source kinds and static validation;
-//! - [`catalog`]: ports opened into a read-only DataFusion catalog;
-//! - [`contract`]: port contracts enforced on every scan;
-//! - [`query`] and [`limits`]: read-only, budgeted planning and execution;
-//! - [`security`]: authentication, grants, masks and row filters, the audit log;
-//! - [`flight`]: the Flight SQL service;
-//! - [`server`]: wiring and serving; [`demo`]: the TPC-H demo mesh.
+//! - [`catalog`]: ports opened into a read-only DataFusion catalog, their contracts and
+//!   live checks, the `mesh` system catalog, and each principal's view of it;
+//! - [`query`]: read-only, budgeted planning and execution;
+//! - [`security`]: authentication, policies (grants, masks, row filters), signing, audit;
+//! - [`state`]: the shared state every front end is handed; [`request`]: one call's
+//!   authentication, execution and records;
+//! - front ends: [`flight`] (Flight SQL), [`catalog_service`] (gRPC), [`http`];
+//!   [`server`] serves them; [`cli`] is the command line; [`demo`]: the TPC-H demo mesh.
+//!
+//! ARCHITECTURE.md at the repository root shows the allowed direction of imports.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), meshgate::error::GatewayError> {
 //! use meshgate::{connectors::default_registry, server};
 //! let opts = server::GatewayOptions::default();
-//! let service = server::service_for_dir(
+//! let state = server::state_for_dir(
 //!     std::path::Path::new("config/examples/demo"),
 //!     &default_registry(),
 //!     &opts,
@@ -24,7 +28,7 @@
 //! .await?;
 //! let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await?;
 //! println!("serving on {addr}");
-//! server::serve(listener, service, std::future::pending()).await
+//! server::serve(listener, state, std::future::pending()).await
 //! # }
 //! ```
 
@@ -35,11 +39,14 @@ pub mod connectors;
 pub mod demo;
 pub mod error;
 pub mod flight;
+pub mod http;
 pub mod metrics;
 pub mod port;
 pub mod query;
 pub mod reload;
+pub mod request;
 pub mod security;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod usage;

@@ -1,17 +1,14 @@
-//! Prometheus metrics and the HTTP endpoints (`/metrics`, `/health/live`, `/health/ready`).
+//! The gateway's counters and histograms, and their Prometheus text exposition. Gauges read
+//! from the engine serving now (pools, memory, ports) are added by `http.rs`, which serves
+//! `/metrics`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
-use crate::error::GatewayError;
-use crate::flight::MeshFlightSqlService;
-use crate::reload::ReloadStats;
+use crate::port::PortRef;
 
 /// Upper bounds of the query latency histogram, in seconds.
 const BUCKETS: &[f64] = &[
@@ -69,6 +66,8 @@ pub struct Metrics {
     source_errors: Mutex<BTreeMap<(String, String), u64>>,
     active: AtomicI64,
     requests: AtomicU64,
+    reloads_applied: AtomicU64,
+    reloads_refused: AtomicU64,
 }
 
 /// Decrements the active-query gauge when dropped.
@@ -86,7 +85,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A label value, escaped for the text format.
-fn esc(v: &str) -> String {
+pub fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -104,8 +103,31 @@ impl Metrics {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A mesh reload was applied (`true`) or refused.
+    pub fn config_reload(&self, applied: bool) {
+        let counter = if applied {
+            &self.reloads_applied
+        } else {
+            &self.reloads_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Mesh reloads so far: (applied, refused).
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads_applied.load(Ordering::Relaxed),
+            self.reloads_refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Queries running now.
+    pub fn active_queries(&self) -> i64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// A query ended with `status` for `principal` after `elapsed`, returning `rows` and
-    /// `bytes`, having read `ports` (`domain.product.port`).
+    /// `bytes`, having read `ports`.
     pub fn query_finished<'a>(
         &self,
         principal: &str,
@@ -113,18 +135,13 @@ impl Metrics {
         elapsed: Duration,
         rows: u64,
         bytes: u64,
-        ports: impl Iterator<Item = &'a String>,
+        ports: impl Iterator<Item = &'a PortRef>,
     ) {
         *lock(&self.queries)
             .entry((status.to_string(), principal.to_string()))
             .or_default() += 1;
         lock(&self.latency).observe(elapsed.as_secs_f64());
-        let mut products: Vec<String> = ports
-            .map(|p| {
-                p.rsplit_once('.')
-                    .map_or(p.clone(), |(prod, _)| prod.to_string())
-            })
-            .collect();
+        let mut products: Vec<String> = ports.map(|p| p.product_ref().to_string()).collect();
         products.sort();
         products.dedup();
         let mut pr = lock(&self.product_rows);
@@ -157,9 +174,8 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self, service: &MeshFlightSqlService, reloads: &ReloadStats) -> String {
-        let mut o = String::new();
+    /// Appends the Prometheus text exposition of the counters and histograms to `o`.
+    pub fn render(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "# HELP meshgate_queries_total Queries answered, by gRPC status and principal."
@@ -178,7 +194,7 @@ impl Metrics {
             "# HELP meshgate_query_duration_seconds Query latency, planning to last row."
         );
         let _ = writeln!(o, "# TYPE meshgate_query_duration_seconds histogram");
-        lock(&self.latency).render(&mut o, "meshgate_query_duration_seconds", "");
+        lock(&self.latency).render(o, "meshgate_query_duration_seconds", "");
         let pr = lock(&self.product_rows);
         let _ = writeln!(o, "# HELP meshgate_product_rows_returned_total Rows returned by queries that read the product.");
         let _ = writeln!(o, "# TYPE meshgate_product_rows_returned_total counter");
@@ -232,7 +248,7 @@ impl Metrics {
         let _ = writeln!(o, "# TYPE meshgate_source_query_duration_seconds histogram");
         for (s, h) in lock(&self.source_latency).iter() {
             h.render(
-                &mut o,
+                o,
                 "meshgate_source_query_duration_seconds",
                 &format!("source=\"{}\",", esc(s)),
             );
@@ -250,40 +266,9 @@ impl Metrics {
                 esc(class)
             );
         }
-        let engine = service.engine();
-        let catalog = engine.catalog();
-        let pools = catalog.pool_stats();
-        for (metric, help, pick) in [
-            (
-                "meshgate_source_pool_connections",
-                "Connections a source's pool may hold (pool_size).",
-                (|p: &meshgate_connector::PoolStats| p.size)
-                    as fn(&meshgate_connector::PoolStats) -> u64,
-            ),
-            (
-                "meshgate_source_pool_in_use",
-                "Connections of a source's pool running a statement now.",
-                |p| p.in_use,
-            ),
-            (
-                "meshgate_source_pool_waiting",
-                "Statements waiting for a free connection of a source's pool now.",
-                |p| p.waiting,
-            ),
-        ] {
-            let _ = writeln!(o, "# HELP {metric} {help}");
-            let _ = writeln!(o, "# TYPE {metric} gauge");
-            for (s, p) in &pools {
-                let _ = writeln!(o, "{metric}{{source=\"{}\"}} {}", esc(s), pick(p));
-            }
-        }
         let _ = writeln!(o, "# HELP meshgate_active_queries Queries running now.");
         let _ = writeln!(o, "# TYPE meshgate_active_queries gauge");
-        let _ = writeln!(
-            o,
-            "meshgate_active_queries {}",
-            self.active.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(o, "meshgate_active_queries {}", self.active_queries());
         let _ = writeln!(o, "# HELP meshgate_requests_total gRPC requests answered.");
         let _ = writeln!(o, "# TYPE meshgate_requests_total counter");
         let _ = writeln!(
@@ -291,27 +276,7 @@ impl Metrics {
             "meshgate_requests_total {}",
             self.requests.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            o,
-            "# HELP meshgate_memory_pool_reserved_bytes Memory reserved by running queries."
-        );
-        let _ = writeln!(o, "# TYPE meshgate_memory_pool_reserved_bytes gauge");
-        let _ = writeln!(
-            o,
-            "meshgate_memory_pool_reserved_bytes {}",
-            engine.session().runtime_env().memory_pool.reserved()
-        );
-        let _ = writeln!(o, "# HELP meshgate_ports Ports by status.");
-        let _ = writeln!(o, "# TYPE meshgate_ports gauge");
-        let degraded = catalog.degraded_ports().len();
-        let unavailable = catalog.unavailable().len();
-        let _ = writeln!(
-            o,
-            "meshgate_ports{{status=\"ok\"}} {}",
-            catalog.served().len().saturating_sub(degraded)
-        );
-        let _ = writeln!(o, "meshgate_ports{{status=\"degraded\"}} {degraded}");
-        let _ = writeln!(o, "meshgate_ports{{status=\"unavailable\"}} {unavailable}");
+        let (applied, refused) = self.reloads();
         let _ = writeln!(
             o,
             "# HELP meshgate_config_reloads_total Mesh reloads, by result."
@@ -319,99 +284,11 @@ impl Metrics {
         let _ = writeln!(o, "# TYPE meshgate_config_reloads_total counter");
         let _ = writeln!(
             o,
-            "meshgate_config_reloads_total{{result=\"applied\"}} {}",
-            reloads.applied.load(Ordering::Relaxed)
+            "meshgate_config_reloads_total{{result=\"applied\"}} {applied}"
         );
         let _ = writeln!(
             o,
-            "meshgate_config_reloads_total{{result=\"refused\"}} {}",
-            reloads.refused.load(Ordering::Relaxed)
+            "meshgate_config_reloads_total{{result=\"refused\"}} {refused}"
         );
-        o
     }
-}
-
-fn ready_json(service: &MeshFlightSqlService) -> String {
-    let engine = service.engine();
-    let catalog = engine.catalog();
-    let name = |k: &(String, String, String)| format!("{}.{}.{}", k.0, k.1, k.2);
-    let degraded: Vec<serde_json::Value> = catalog
-        .degraded_ports()
-        .iter()
-        .map(|(k, p)| serde_json::json!({ "port": name(k), "problems": p }))
-        .collect();
-    let unavailable: Vec<serde_json::Value> = catalog
-        .unavailable()
-        .iter()
-        .map(|(k, e)| serde_json::json!({ "port": name(k), "error": e.to_string() }))
-        .collect();
-    let mut sources: Vec<String> = catalog
-        .unavailable()
-        .keys()
-        .filter_map(|k| {
-            catalog
-                .mesh
-                .port(&k.0, &k.1, &k.2)
-                .map(|p| p.source.to_string())
-        })
-        .collect();
-    sources.sort();
-    sources.dedup();
-    serde_json::json!({
-        "ready": true,
-        "ports": catalog.mesh.ports().count(),
-        "degraded_ports": degraded,
-        "unavailable_ports": unavailable,
-        "unavailable_sources": sources,
-    })
-    .to_string()
-}
-
-/// Serves `/metrics`, `/health/live` and `/health/ready` on `listener` until `shutdown`.
-pub async fn serve_http(
-    listener: TcpListener,
-    service: MeshFlightSqlService,
-    metrics: Arc<Metrics>,
-    reloads: Arc<ReloadStats>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), GatewayError> {
-    use axum::http::header::CONTENT_TYPE;
-    use axum::routing::get;
-    let svc = service.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let body = metrics.render(&svc, &reloads);
-                async move {
-                    (
-                        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                        body,
-                    )
-                }
-            }),
-        )
-        .route("/health/live", get(|| async { "ok\n" }))
-        .route(
-            "/health/ready",
-            get(move || {
-                let body = ready_json(&service);
-                async move { ([(CONTENT_TYPE, "application/json")], body) }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| GatewayError::Unavailable(format!("the HTTP server stopped: {e}")))
-}
-
-/// Binds the HTTP address; `None` when the address is `off`.
-pub async fn bind_http(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
-    let l = TcpListener::bind(addr).await.map_err(|e| {
-        GatewayError::Unavailable(format!("cannot listen on {addr} (--http-addr): {e}"))
-    })?;
-    let local = l
-        .local_addr()
-        .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
-    Ok((l, local))
 }

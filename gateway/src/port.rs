@@ -136,9 +136,9 @@ mod tests {
         for bad in ["sales.orders", "a.b.c.d", ".b.c", "a..c", "a.b.", ""] {
             assert_eq!(PortRef::parse(bad), None, "{bad}");
         }
-        let json = serde_json::to_string(&p).unwrap();
+        let json = serde_json::to_string(&p).expect("json");
         assert_eq!(json, "\"sales.orders.daily\"");
-        assert_eq!(serde_json::from_str::<PortRef>(&json).unwrap(), p);
+        assert_eq!(serde_json::from_str::<PortRef>(&json).expect("parses"), p);
         assert!(serde_json::from_str::<PortRef>("\"x.y\"").is_err());
     }
 

@@ -4,24 +4,13 @@
 //! logged, and the old mesh keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use meshgate_connector::Registry;
 
 use crate::connectors::load_and_check;
-use crate::flight::MeshFlightSqlService;
-use crate::server::{build_engine, GatewayOptions};
-
-/// Reload outcomes, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Meshes swapped in.
-    pub applied: AtomicU64,
-    /// Meshes refused.
-    pub refused: AtomicU64,
-}
+use crate::state::GatewayState;
 
 /// What the watched files look like: (path, size, modified) of `mesh.yaml`, every file below
 /// `domains/` and `secrets/`.
@@ -53,50 +42,44 @@ pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-/// Loads `dir` and swaps it into `service`; `false` when the new mesh was refused.
-pub async fn reload(
-    dir: &Path,
-    registry: &Registry,
-    opts: &GatewayOptions,
-    service: &MeshFlightSqlService,
-    stats: &ReloadStats,
-) -> bool {
+/// Loads `dir` and swaps it into `state`; `false` when the new mesh was refused. Outcomes
+/// are counted in the gateway's metrics.
+pub async fn reload(dir: &Path, registry: &Registry, state: &GatewayState) -> bool {
+    let metrics = state.metrics();
     let mesh = match load_and_check(dir, registry) {
         Ok(m) => m,
         Err(errors) => {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+            metrics.config_reload(false);
             tracing::error!(mesh = %dir.display(), problems = errors.0.len(), errors = %errors, "mesh reload refused; the previous mesh keeps serving");
             return false;
         }
     };
-    let engine = match build_engine(mesh, registry, opts).await {
+    let engine = match state.build_engine(mesh, registry).await {
         Ok(e) => e,
         Err(e) => {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+            metrics.config_reload(false);
             tracing::error!(mesh = %dir.display(), error = %e, "mesh reload refused; the previous mesh keeps serving");
             return false;
         }
     };
-    if let Err(e) = service.replace_engine(engine) {
-        stats.refused.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = state.replace_engine(engine) {
+        metrics.config_reload(false);
         tracing::error!(mesh = %dir.display(), error = %e, "mesh reload refused; the previous mesh keeps serving");
         return false;
     }
-    stats.applied.fetch_add(1, Ordering::Relaxed);
+    metrics.config_reload(true);
     tracing::info!(mesh = %dir.display(), "mesh reloaded");
     true
 }
 
-/// Watches `dir` every `interval` (none: only SIGHUP) and reloads on change or SIGHUP.
+/// Watches `dir` every `interval` (none: only SIGHUP) and reloads on change or SIGHUP, for
+/// as long as the returned task is not aborted.
 pub fn spawn_watcher(
     dir: PathBuf,
     registry: Registry,
-    opts: GatewayOptions,
-    service: MeshFlightSqlService,
+    state: Arc<GatewayState>,
     interval: Option<Duration>,
-) -> Arc<ReloadStats> {
-    let stats = Arc::new(ReloadStats::default());
-    let s = Arc::clone(&stats);
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -131,9 +114,8 @@ pub fn spawn_watcher(
                 // Editors write files in steps: wait for the directory to settle.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 last = fingerprint(&dir);
-                reload(&dir, &registry, &opts, &service, &s).await;
+                reload(&dir, &registry, &state).await;
             }
         }
-    });
-    stats
+    })
 }

@@ -1,4 +1,5 @@
-//! Building and running the gateway: mesh → catalog → engine → Flight SQL over gRPC.
+//! Serving the gateway over gRPC: Flight SQL, the Catalog service, health and reflection
+//! on one port, over the state built by [`crate::state`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,130 +8,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use meshgate_config::Mesh;
 use meshgate_connector::Registry;
 use tokio::net::TcpListener;
 
-use crate::catalog::MeshCatalog;
-use crate::connectors::load_and_check;
 use crate::error::GatewayError;
-use crate::flight::{FlightSettings, MeshFlightSqlService};
-use crate::query::limits::SqlLimits;
-use crate::query::{session_config, QueryEngine};
+use crate::flight::MeshFlightSqlService;
+use crate::state::GatewayState;
 
-/// How the gateway runs.
-#[derive(Debug, Clone)]
-pub struct GatewayOptions {
-    /// Partitions per query (defaults to the number of cores).
-    pub target_partitions: usize,
-    /// Memory all queries together may use, in bytes.
-    pub memory_limit: usize,
-    /// SQL budgets.
-    pub limits: SqlLimits,
-    /// Flight settings.
-    pub flight: FlightSettings,
-    /// How often each port's source schema is compared with its contract (also once at
-    /// start-up); `None`: only at start-up.
-    pub drift_interval: Option<Duration>,
-}
+pub use crate::state::{build_engine, runtime_env, GatewayOptions};
 
-impl Default for GatewayOptions {
-    fn default() -> Self {
-        Self {
-            target_partitions: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-            memory_limit: 4 << 30,
-            limits: SqlLimits::default(),
-            flight: FlightSettings::default(),
-            drift_interval: Some(Duration::from_secs(300)),
-        }
-    }
-}
-
-/// The DataFusion runtime shared by every query: a bounded memory pool and spill files, and
-/// caches of file listings (each `files` port decides how long its listing is reused),
-/// statistics and Parquet footers.
-pub fn runtime_env(opts: &GatewayOptions) -> Result<Arc<RuntimeEnv>, GatewayError> {
-    let caches = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
-        // 1 MiB (DataFusion's default) holds the listing of only ~5,000 objects.
-        .with_list_files_cache_limit(32 << 20);
-    Ok(RuntimeEnvBuilder::new()
-        .with_memory_limit(opts.memory_limit, 1.0)
-        .with_cache_manager(caches)
-        .build_arc()?)
-}
-
-/// Opens every port of `mesh` and builds a query engine over them.
-pub async fn build_engine(
-    mesh: Mesh,
-    registry: &Registry,
-    opts: &GatewayOptions,
-) -> Result<Arc<QueryEngine>, GatewayError> {
-    let runtime = runtime_env(opts)?;
-    let mesh = Arc::new(mesh);
-    // Ports are opened (schemas inferred) with a plain session over the same runtime.
-    let probe = datafusion::execution::session_state::SessionStateBuilder::new()
-        .with_config(session_config(opts.target_partitions))
-        .with_runtime_env(Arc::clone(&runtime))
-        .build();
-    let catalog = Arc::new(MeshCatalog::build(mesh, registry, &probe).await?);
-    tracing::info!(
-        ports = catalog.served().len(),
-        unavailable = catalog.unavailable().len(),
-        "mesh loaded"
-    );
-    spawn_drift_checks(&catalog, opts.drift_interval);
-    Ok(Arc::new(QueryEngine::new(
-        catalog,
-        runtime,
-        opts.target_partitions,
-        opts.limits.clone(),
-    )))
-}
-
-/// Compares the sources with the contracts now and then every `interval`, for as long as the
-/// catalog serves (a reload drops it and the checks stop).
-fn spawn_drift_checks(catalog: &Arc<MeshCatalog>, interval: Option<Duration>) {
-    let weak = Arc::downgrade(catalog);
-    tokio::spawn(async move {
-        loop {
-            let Some(catalog) = weak.upgrade() else {
-                return;
-            };
-            catalog.check_drift().await;
-            drop(catalog);
-            match interval {
-                Some(d) => tokio::time::sleep(d).await,
-                None => return,
-            }
-        }
-    });
-}
-
-/// Loads and checks the mesh directory, then builds the Flight SQL service over it.
-pub async fn service_for_dir(
+/// Loads and checks the mesh directory, then builds the gateway's state over it.
+pub async fn state_for_dir(
     dir: &Path,
     registry: &Registry,
     opts: &GatewayOptions,
     exec: tokio::runtime::Handle,
-) -> Result<MeshFlightSqlService, GatewayError> {
-    let mesh =
-        load_and_check(dir, registry).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-    let engine = build_engine(mesh, registry, opts).await?;
-    MeshFlightSqlService::new(engine, opts.flight.clone(), exec)
+) -> Result<Arc<GatewayState>, GatewayError> {
+    GatewayState::for_dir(dir, registry, opts.clone(), exec).await
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves; running streams are given a
+/// Serves `state` on `listener` until `shutdown` resolves; running streams are given a
 /// moment to finish.
 pub async fn serve(
     listener: TcpListener,
-    service: MeshFlightSqlService,
+    state: Arc<GatewayState>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
-    let tls = service.engine().catalog().mesh.auth.tls.clone();
-    let catalog = crate::catalog_service::catalog_server(service.clone());
+    let tls = state.engine().catalog().mesh.auth.tls.clone();
+    let catalog = crate::catalog_service::catalog_server(Arc::clone(&state));
+    let service = MeshFlightSqlService::new(state);
     let svc = FlightServiceServer::new(service)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);

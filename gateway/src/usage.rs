@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::port::{PortRef, ProductRef};
+
 /// Recent queries kept for `mesh.usage.queries`.
 pub const MAX_RECENT: usize = 10_000;
 
@@ -27,8 +29,8 @@ pub struct QueryRecord {
     pub duration_ms: u64,
     /// gRPC status name.
     pub status: String,
-    /// Ports read, `domain.product.port`.
-    pub ports: Vec<String>,
+    /// Ports read (stored as `domain.product.port` strings).
+    pub ports: Vec<PortRef>,
     /// Rows returned.
     pub rows: u64,
     /// Arrow bytes returned.
@@ -38,6 +40,9 @@ pub struct QueryRecord {
     /// CPU time of the operators (sum of DataFusion's `elapsed_compute`), milliseconds.
     pub cpu_ms: u64,
 }
+
+/// A day (`YYYY-MM-DD`, UTC), a consumer (principal) and a product.
+pub type UsageKey = (String, String, ProductRef);
 
 /// Per day, consumer and product.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,7 +60,7 @@ pub struct Aggregate {
 #[derive(Debug, Default)]
 struct Inner {
     recent: VecDeque<QueryRecord>,
-    by_product: BTreeMap<(String, String, String), Aggregate>,
+    by_product: BTreeMap<UsageKey, Aggregate>,
 }
 
 /// The usage store.
@@ -75,14 +80,7 @@ fn day_of(start_us: i64) -> String {
 impl Inner {
     fn add(&mut self, r: QueryRecord) {
         let day = day_of(r.start_us);
-        let mut products: Vec<String> = r
-            .ports
-            .iter()
-            .map(|p| {
-                p.rsplit_once('.')
-                    .map_or(p.clone(), |(prod, _)| prod.to_string())
-            })
-            .collect();
+        let mut products: Vec<ProductRef> = r.ports.iter().map(PortRef::product_ref).collect();
         products.sort();
         products.dedup();
         for p in products {
@@ -177,8 +175,8 @@ impl Usage {
     /// Aggregates `(day, principal, product) -> figures` that `visible` accepts.
     pub fn by_product(
         &self,
-        visible: impl Fn(&str, &str) -> bool,
-    ) -> Vec<((String, String, String), Aggregate)> {
+        visible: impl Fn(&str, &ProductRef) -> bool,
+    ) -> Vec<(UsageKey, Aggregate)> {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -201,7 +199,10 @@ mod tests {
             start_us: 1_700_000_000_000_000,
             duration_ms: 5,
             status: "Ok".into(),
-            ports: ports.iter().map(|s| s.to_string()).collect(),
+            ports: ports
+                .iter()
+                .map(|s| PortRef::parse(s).expect("port"))
+                .collect(),
             rows,
             bytes: rows * 8,
             source_bytes: BTreeMap::new(),
@@ -220,7 +221,7 @@ mod tests {
         assert_eq!(again.recent(|_| true).len(), 2);
         let agg = again.by_product(|who, _| who == "alice");
         assert_eq!(agg.len(), 1, "one product for two ports of it");
-        assert_eq!(agg[0].0 .2, "a.b");
+        assert_eq!(agg[0].0 .2.to_string(), "a.b");
         assert_eq!(agg[0].1.queries, 1);
         assert_eq!(agg[0].1.rows, 10);
         assert_eq!(agg[0].0 .0, "2023-11-14");

@@ -16,8 +16,8 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaPr
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use meshgate::connectors::default_registry;
-use meshgate::flight::MeshFlightSqlService;
-use meshgate::server::{bind, serve, service_for_dir, GatewayOptions};
+use meshgate::server::{bind, serve, state_for_dir, GatewayOptions};
+use meshgate::state::GatewayState;
 use tonic::transport::Channel;
 
 /// Scale of the TPC-H data the tests use.
@@ -110,9 +110,10 @@ pub struct TestGateway {
     /// Basic credentials the clients use: the demo's `platform` user when the mesh declares
     /// it, none otherwise (test meshes allow anonymous access).
     pub credentials: Option<(String, String)>,
-    /// The service, for its metrics and engine.
-    pub service: MeshFlightSqlService,
+    /// The gateway's state, for its metrics and engine.
+    pub state: Arc<GatewayState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A raw Flight client that sends Basic credentials on every call.
@@ -158,7 +159,7 @@ impl TestGateway {
             .ok()
             .filter(|m| m.auth.users.iter().any(|u| u.name == "platform"))
             .map(|_| ("platform".to_string(), "platform-pw".to_string()));
-        let service = service_for_dir(
+        let state = state_for_dir(
             dir,
             &default_registry(),
             &opts,
@@ -170,9 +171,9 @@ impl TestGateway {
             .await
             .expect("bind");
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let served = service.clone();
-        tokio::spawn(async move {
-            let _ = serve(listener, served, async {
+        let serving = Arc::clone(&state);
+        let served = tokio::spawn(async move {
+            let _ = serve(listener, serving, async {
                 let _ = rx.await;
             })
             .await;
@@ -180,9 +181,26 @@ impl TestGateway {
         Self {
             addr,
             credentials,
-            service,
+            state,
             shutdown: Some(tx),
+            served: Some(served),
         }
+    }
+
+    /// Stops serving and waits until the server has let go of its port and of every
+    /// connection (running streams are given a moment to finish).
+    pub async fn shutdown_and_wait(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+    }
+
+    /// The Prometheus text `/metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        meshgate::http::metrics_text(&self.state)
     }
 
     /// A plain Flight client (no Flight SQL layer), for raw protocol tests.

@@ -127,9 +127,24 @@ pub struct PoolStats {
     pub waiting: u64,
 }
 
+/// What a port's schema promises about its data; contract drift checks rely on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchemaTraits {
+    /// The source declares column nullability: a column it reports nullable may hold NULLs,
+    /// one it reports NOT NULL never does (SQL servers, Parquet, Arrow). When false, every
+    /// column reads as nullable whatever the data (CSV, JSON, SQLite).
+    pub declares_nullability: bool,
+    /// Column types are inferred from the data (CSV, JSON): only castability to the
+    /// contract's types can be checked, not that no value is lost.
+    pub inferred_types: bool,
+}
+
 /// One configured source: opens its ports as DataFusion tables.
 #[async_trait]
 pub trait Connector: Send + Sync + Debug {
+    /// What the schemas of `port` promise (each kind answers for its own formats).
+    fn schema_traits(&self, port: &PortRequest) -> SchemaTraits;
+
     /// The connection pool's use, for sources that keep one (SQL servers); `None` otherwise.
     fn pool_stats(&self) -> Option<PoolStats> {
         None

@@ -65,6 +65,14 @@ struct MemoryConnector {
 
 #[async_trait]
 impl Connector for MemoryConnector {
+    /// Tables given in code carry the nullability their batches declare.
+    fn schema_traits(&self, _port: &PortRequest) -> crate::SchemaTraits {
+        crate::SchemaTraits {
+            declares_nullability: true,
+            inferred_types: false,
+        }
+    }
+
     async fn open_port(
         &self,
         _session: &dyn Session,

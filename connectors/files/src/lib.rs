@@ -60,7 +60,8 @@ use datafusion::datasource::listing::{
 use datafusion::execution::cache::TableScopedPath;
 use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 use meshgate_connector::{
-    Connector, ConnectorError, ConnectorFactory, ErrorClass, OpenedPort, PortRequest, SourceContext,
+    Connector, ConnectorError, ConnectorFactory, ErrorClass, OpenedPort, PortRequest, SchemaTraits,
+    SourceContext,
 };
 use serde::Deserialize;
 pub use store::{AzureOptions, GcsOptions, S3Options};
@@ -565,6 +566,16 @@ fn store_error(e: &datafusion::object_store::Error, what: &str) -> ConnectorErro
 
 #[async_trait]
 impl Connector for FilesConnector {
+    /// Parquet and Arrow files carry a schema with nullability; CSV and JSON types are
+    /// inferred from the data and every column reads as nullable.
+    fn schema_traits(&self, port: &PortRequest) -> SchemaTraits {
+        let declared = matches!(port.format.as_deref(), Some("parquet" | "arrow"));
+        SchemaTraits {
+            declares_nullability: declared,
+            inferred_types: !declared,
+        }
+    }
+
     async fn open_port(
         &self,
         session: &dyn Session,

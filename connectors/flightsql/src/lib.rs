@@ -67,7 +67,7 @@ use datafusion::sql::unparser::dialect::{
     DefaultDialect, Dialect, MySqlDialect, PostgreSqlDialect, SqliteDialect,
 };
 use futures::{StreamExt, TryStreamExt};
-use meshgate_connector::identity::Caller;
+use meshgate_connector::identity::{self, Caller};
 use meshgate_connector::{ConnectorError, ErrorClass, SourceContext};
 use meshgate_connector_sql::capability::{self, Capabilities};
 use meshgate_connector_sql::{
@@ -361,6 +361,11 @@ impl SqlBackend for FlightSqlBackend {
         }
     }
 
+    /// The remote reports the nullability of its result columns.
+    fn declares_nullability(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         match self.opts.dialect {
             DialectName::Generic => capability::GENERIC,
@@ -471,39 +476,16 @@ fn status_error(s: &tonic::Status) -> ConnectorError {
     ConnectorError::new(class, format!("the server answered {:?}: {msg}", s.code()))
 }
 
-/// The claims of an identity assertion.
-#[derive(serde::Serialize)]
-struct Assertion<'a> {
-    iss: &'a str,
-    sub: &'a str,
-    groups: &'a [String],
-    iat: u64,
-    exp: u64,
-}
-
-/// The signed assertion of `caller` by `forward`.
+/// The signed assertion of `caller` by `forward` (the wire contract is
+/// `meshgate_connector::identity`'s, shared with the gateway that verifies it).
 fn assertion(forward: &ForwardIdentity, caller: &Caller) -> Result<String, ConnectorError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let claims = Assertion {
-        iss: &forward.issuer,
-        sub: &caller.name,
-        groups: &caller.groups,
-        iat: now,
-        exp: now + forward.ttl_s.unwrap_or(60).max(1),
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(forward.key.as_bytes()),
+    identity::sign_assertion(
+        &forward.issuer,
+        forward.key.as_bytes(),
+        caller,
+        forward.ttl_s.unwrap_or(identity::DEFAULT_ASSERTION_TTL_S),
     )
-    .map_err(|e| {
-        ConnectorError::new(
-            ErrorClass::Internal,
-            format!("cannot sign the identity assertion: {e}"),
-        )
-    })
+    .map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))
 }
 
 impl FlightSqlPool {
@@ -569,7 +551,7 @@ impl SqlPool for FlightSqlPool {
                     "forward_identity is on but the statement has no principal to forward",
                 )
             })?;
-            client.set_header("x-meshgate-assertion", assertion(forward, &caller)?);
+            client.set_header(identity::ASSERTION_HEADER, assertion(forward, &caller)?);
         }
         let permit = tokio::time::timeout(
             self.acquire_timeout,

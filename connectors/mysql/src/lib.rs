@@ -290,6 +290,11 @@ impl SqlBackend for MyBackend {
         Arc::new(MySqlDialect {})
     }
 
+    /// Information_schema declares NOT NULL columns.
+    fn declares_nullability(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> meshgate_connector_sql::capability::Capabilities {
         // Ports are opened (and so the server is known) before anything is planned on them.
         if self.mariadb.get() == Some(&false) {

@@ -241,6 +241,11 @@ impl SqlBackend for PgBackend {
         Arc::new(PostgreSqlDialect {})
     }
 
+    /// The catalog declares NOT NULL columns.
+    fn declares_nullability(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> meshgate_connector_sql::capability::Capabilities {
         meshgate_connector_sql::capability::POSTGRES
     }

@@ -144,7 +144,7 @@ impl ExecutionPlan for SqlScanExec {
     fn execute(
         &self,
         _partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let decode = Arc::new(Schema::new(
             self.statement
@@ -161,8 +161,11 @@ impl ExecutionPlan for SqlScanExec {
                 })
                 .collect::<Vec<_>>(),
         ));
-        Ok(self
-            .source
-            .stream_as(self.statement.sql.clone(), decode, Arc::clone(&self.schema)))
+        Ok(self.source.stream_as(
+            self.statement.sql.clone(),
+            decode,
+            Arc::clone(&self.schema),
+            meshgate_connector::identity::caller_of(&context),
+        ))
     }
 }

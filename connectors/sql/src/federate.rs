@@ -266,12 +266,13 @@ impl ExecutionPlan for FederatedSqlExec {
     fn execute(
         &self,
         _partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         Ok(self.source.stream_as(
             self.statement.sql.clone(),
             self.decode_schema(),
             Arc::clone(&self.schema),
+            meshgate_connector::identity::caller_of(&context),
         ))
     }
 

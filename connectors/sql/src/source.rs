@@ -22,6 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use meshgate_connector::identity::Caller;
 use meshgate_connector::{
     Connector, ConnectorError, ErrorClass, OpenedPort, PoolStats, PortFederation, PortRequest,
+    SchemaTraits,
 };
 use sha2::{Digest, Sha256};
 
@@ -110,6 +111,10 @@ pub trait SqlBackend: Send + Sync + Debug + 'static {
     /// What that dialect runs with DataFusion's meaning; other parts of a plan stay in the
     /// gateway.
     fn capabilities(&self) -> Capabilities;
+
+    /// Whether the schemas this source reports declare nullability (a NOT NULL column holds
+    /// no NULL); false when every column reads as nullable (SQLite).
+    fn declares_nullability(&self) -> bool;
 
     /// Opens a pool and checks one connection. `settings.connect_timeout` is enforced by
     /// the caller; errors should be `Unavailable` (cannot reach), `PermissionDenied` (bad
@@ -338,22 +343,28 @@ impl SqlSource {
         Ok(pool)
     }
 
-    /// Streams the rows of `sql`, cast to `schema`; connection, acquisition and each batch
-    /// are bounded by the source's timeouts. Errors name the source.
-    pub fn stream(self: &Arc<Self>, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
-        self.stream_as(sql, Arc::clone(&schema), schema)
+    /// Streams the rows of `sql` for `caller`, cast to `schema`; connection, acquisition
+    /// and each batch are bounded by the source's timeouts. Errors name the source.
+    pub fn stream(
+        self: &Arc<Self>,
+        sql: String,
+        schema: SchemaRef,
+        caller: Option<Arc<Caller>>,
+    ) -> SendableRecordBatchStream {
+        self.stream_as(sql, Arc::clone(&schema), schema, caller)
     }
 
     /// Streams the rows of a statement whose result columns are named as in `decode`, cast
-    /// by position to `schema` (names and types of the plan).
+    /// by position to `schema` (names and types of the plan). `caller` is who the statement
+    /// runs for (from the task context), for sources that forward it.
     pub fn stream_as(
         self: &Arc<Self>,
         sql: String,
         decode: SchemaRef,
         schema: SchemaRef,
+        caller: Option<Arc<Caller>>,
     ) -> SendableRecordBatchStream {
         let this = Arc::clone(self);
-        let caller = meshgate_connector::identity::current_caller();
         let timeout = self.settings.statement_timeout;
         let target = Arc::clone(&schema);
         let first = async move {
@@ -494,7 +505,10 @@ impl SQLExecutor for SqlSourceExecutor {
         schema: SchemaRef,
         _filters: &[Arc<dyn PhysicalExpr>],
     ) -> DfResult<SendableRecordBatchStream> {
-        Ok(self.source.stream(query.to_string(), schema))
+        // datafusion-federation's own plan node has no task context here: no caller, so a
+        // source forwarding identities refuses the statement (fail closed). The gateway
+        // plans federated sub-plans as `FederatedSqlExec`, which passes the caller.
+        Ok(self.source.stream(query.to_string(), schema, None))
     }
 
     async fn table_names(&self) -> DfResult<Vec<String>> {
@@ -554,6 +568,13 @@ impl SqlConnector {
 impl Connector for SqlConnector {
     fn pool_stats(&self) -> Option<PoolStats> {
         Some(self.source.pool_stats())
+    }
+
+    fn schema_traits(&self, _port: &PortRequest) -> SchemaTraits {
+        SchemaTraits {
+            declares_nullability: self.source.backend.declares_nullability(),
+            inferred_types: false,
+        }
     }
 
     async fn open_port(

@@ -153,6 +153,11 @@ impl SqlBackend for SqliteBackend {
         Arc::new(SqliteDialect {})
     }
 
+    /// SQLite types are per value: every column reads as nullable.
+    fn declares_nullability(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> meshgate_connector_sql::capability::Capabilities {
         meshgate_connector_sql::capability::SQLITE
     }

@@ -33,6 +33,7 @@ use futures::StreamExt;
 use meshgate_config::{ColumnType, Port};
 
 use crate::error::GatewayError;
+use crate::port::PortRef;
 
 /// Metadata keys of the Flight SQL column metadata.
 pub mod meta {
@@ -108,14 +109,14 @@ pub fn sql_type_name(t: &DataType) -> String {
 
 /// Flight SQL metadata for one column of a port.
 fn column_metadata(
-    names: (&str, &str, &str),
+    names: &PortRef,
     data_type: &DataType,
     description: Option<&str>,
 ) -> HashMap<String, String> {
     let mut m = HashMap::new();
-    m.insert(meta::CATALOG_NAME.into(), names.0.into());
-    m.insert(meta::SCHEMA_NAME.into(), names.1.into());
-    m.insert(meta::TABLE_NAME.into(), names.2.into());
+    m.insert(meta::CATALOG_NAME.into(), names.domain.clone());
+    m.insert(meta::SCHEMA_NAME.into(), names.product.clone());
+    m.insert(meta::TABLE_NAME.into(), names.port.clone());
     m.insert(meta::TYPE_NAME.into(), sql_type_name(data_type));
     if let DataType::Decimal128(p, s) = data_type {
         m.insert(meta::PRECISION.into(), p.to_string());
@@ -155,12 +156,12 @@ impl PortTable {
     /// Puts `port`'s contract (if any) in front of `source`, a table of the mesh source
     /// named `source_name`.
     pub fn new(
-        names: (&str, &str, &str),
+        names: &PortRef,
         port: &Port,
         source_name: &str,
         source: Arc<dyn TableProvider>,
     ) -> Result<Self, GatewayError> {
-        let display_name = format!("{}.{}.{}", names.0, names.1, names.2);
+        let display_name = names.to_string();
         let src = source.schema();
         let mut fields = Vec::new();
         let mut mapping = Vec::new();

@@ -8,7 +8,7 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::execution::session_state::SessionStateBuilder;
 use meshgate_config::{ColumnType, Mesh, Port};
-use meshgate_connector::{ErrorClass, Registry, SourceContext};
+use meshgate_connector::{ErrorClass, Registry, SchemaTraits, SourceContext};
 use serde::Serialize;
 
 use crate::catalog::contract::arrow_type;
@@ -39,16 +39,6 @@ pub struct PortCheck {
     pub status: LiveStatus,
     /// What differs, or why the port could not be checked.
     pub problems: Vec<String>,
-}
-
-/// Whether a source of this kind declares column nullability (CSV and JSON files and SQLite
-/// do not: every column reads as nullable there).
-fn declares_nullability(kind: &str, port: &Port) -> bool {
-    match kind {
-        "postgres" | "mysql" | "flightsql" => true,
-        "files" => matches!(port.binding.format.as_deref(), Some("parquet" | "arrow")),
-        _ => false,
-    }
 }
 
 /// Whether every value of a source type reads as the contract type without failing or losing
@@ -114,8 +104,9 @@ pub fn compatible(from: &DataType, to: ColumnType) -> bool {
     }
 }
 
-/// Compares a live source schema with a port's contract.
-pub fn contract_drift(port: &Port, kind: &str, source: &Schema) -> Vec<String> {
+/// Compares a live source schema with a port's contract; `traits` (the connector's answer
+/// for the port) says what the schema promises.
+pub fn contract_drift(port: &Port, traits: SchemaTraits, source: &Schema) -> Vec<String> {
     let Some(cols) = &port.columns else {
         return vec![];
     };
@@ -136,10 +127,9 @@ pub fn contract_drift(port: &Port, kind: &str, source: &Schema) -> Vec<String> {
             continue;
         };
         let target = arrow_type(c.data_type);
-        // CSV and JSON types are inferred from the data: only castability is checked there.
-        let inferred = kind == "files" && !declares_nullability(kind, port);
+        // Types inferred from the data (CSV, JSON): only castability is checked there.
         if !can_cast_types(f.data_type(), &target)
-            || (!inferred && !compatible(f.data_type(), c.data_type))
+            || (!traits.inferred_types && !compatible(f.data_type(), c.data_type))
         {
             problems.push(format!(
                 "column `{}` is {} in the source, incompatible with the contract's {}",
@@ -148,7 +138,7 @@ pub fn contract_drift(port: &Port, kind: &str, source: &Schema) -> Vec<String> {
                 c.data_type
             ));
         }
-        if c.required && f.is_nullable() && declares_nullability(kind, port) {
+        if c.required && f.is_nullable() && traits.declares_nullability {
             problems.push(format!(
                 "column `{}` is required by the contract but nullable in the source",
                 c.name
@@ -204,12 +194,14 @@ pub async fn check_live(mesh: &Mesh, registry: &Registry) -> Vec<PortCheck> {
                 continue;
             }
         };
-        match connector
-            .open_port(&session, &port_request(product, port))
-            .await
-        {
+        let request = port_request(product, port);
+        match connector.open_port(&session, &request).await {
             Ok(opened) => {
-                let problems = contract_drift(port, kind, &opened.provider.schema());
+                let problems = contract_drift(
+                    port,
+                    connector.schema_traits(&request),
+                    &opened.provider.schema(),
+                );
                 let status = if problems.is_empty() {
                     LiveStatus::Ok
                 } else {

@@ -2,7 +2,9 @@
 
 pub mod contract;
 pub mod live;
+pub mod principal;
 pub mod system;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,12 +19,13 @@ use meshgate_connector::{Connector, OpenedPort, PortRequest, Registry, SourceCon
 
 use crate::catalog::contract::PortTable;
 use crate::error::GatewayError;
+use crate::port::PortRef;
 
 /// A port that could be opened: its table and where it comes from.
 #[derive(Debug, Clone)]
 pub struct ServedPort {
-    /// `(domain, product, port)`.
-    pub names: (String, String, String),
+    /// Its name.
+    pub port: PortRef,
     /// The port table (contract applied): schema and metadata.
     pub table: Arc<PortTable>,
     /// What DataFusion plans with: `table`, or a federated adaptor in front of it.
@@ -30,8 +33,6 @@ pub struct ServedPort {
     /// Whether sub-plans over this port may be pushed to its source.
     pub federated: bool,
 }
-
-type PortKey = (String, String, String);
 
 /// A port that could not be opened, and when that was last tried.
 #[derive(Debug, Clone)]
@@ -50,14 +51,14 @@ pub struct MeshCatalog {
     /// The mesh it was built from.
     pub mesh: Arc<Mesh>,
     connectors: BTreeMap<String, Result<Arc<dyn Connector>, GatewayError>>,
-    ports: RwLock<BTreeMap<PortKey, ServedPort>>,
-    failed: Mutex<BTreeMap<PortKey, FailedPort>>,
+    ports: RwLock<BTreeMap<PortRef, ServedPort>>,
+    failed: Mutex<BTreeMap<PortRef, FailedPort>>,
     /// Serializes re-opening, so that a burst of queries makes one attempt.
     reopening: tokio::sync::Mutex<()>,
     /// Ports whose source no longer matches their contract, with what differs.
-    degraded: RwLock<BTreeMap<PortKey, Vec<String>>>,
+    degraded: RwLock<BTreeMap<PortRef, Vec<String>>>,
     /// When each port's source schema was last compared with its contract.
-    drift_checked: RwLock<BTreeMap<PortKey, std::time::SystemTime>>,
+    drift_checked: RwLock<BTreeMap<PortRef, std::time::SystemTime>>,
     session: SessionState,
     list: Arc<MeshCatalogList>,
 }
@@ -115,12 +116,8 @@ impl MeshCatalog {
             session: session.clone(),
             list,
         };
-        for (domain, product, port) in mesh.ports() {
-            let key = (
-                domain.name.to_string(),
-                product.name.to_string(),
-                port.name.to_string(),
-            );
+        for (_, product, port) in mesh.ports() {
+            let key = PortRef::of(product, port);
             // A failure is logged and recorded; the port is tried again when queried.
             let _ = catalog.open(key, product, port).await;
         }
@@ -128,7 +125,7 @@ impl MeshCatalog {
     }
 
     /// Opens one port and records the outcome.
-    async fn open(&self, key: PortKey, product: &Product, port: &Port) -> Result<(), GatewayError> {
+    async fn open(&self, key: PortRef, product: &Product, port: &Port) -> Result<(), GatewayError> {
         let federation_on = self
             .mesh
             .sources
@@ -156,7 +153,7 @@ impl MeshCatalog {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(port = %format!("{}.{}.{}", key.0, key.1, key.2), error = %e, "port not served");
+                tracing::warn!(port = %key, error = %e, "port not served");
                 lock(&self.failed).insert(
                     key,
                     FailedPort {
@@ -171,13 +168,15 @@ impl MeshCatalog {
 
     /// Makes sure a declared port is open: a port that failed before is tried again (at most
     /// once per second). `Ok(false)` when no such port is declared.
-    pub async fn ensure_port(&self, key: &PortKey) -> Result<bool, GatewayError> {
+    pub async fn ensure_port(&self, key: &PortRef) -> Result<bool, GatewayError> {
         if read(&self.ports).contains_key(key) {
             return Ok(true);
         }
-        let Some((_, product, port)) = self.mesh.ports().find(|(d, p, t)| {
-            d.name.as_str() == key.0 && p.name.as_str() == key.1 && t.name.as_str() == key.2
-        }) else {
+        let Some((_, product, port)) = self
+            .mesh
+            .ports()
+            .find(|(_, p, t)| PortRef::of(p, t) == *key)
+        else {
             return Ok(false);
         };
         let _one_at_a_time = self.reopening.lock().await;
@@ -190,22 +189,22 @@ impl MeshCatalog {
             }
         }
         self.open(key.clone(), product, port).await?;
-        tracing::info!(port = %format!("{}.{}.{}", key.0, key.1, key.2), "port serves again");
+        tracing::info!(port = %key, "port serves again");
         Ok(true)
     }
 
     /// The ports that serve now.
-    pub fn served(&self) -> BTreeMap<PortKey, ServedPort> {
+    pub fn served(&self) -> BTreeMap<PortRef, ServedPort> {
         read(&self.ports).clone()
     }
 
     /// One port, when it serves.
-    pub fn served_port(&self, key: &PortKey) -> Option<ServedPort> {
+    pub fn served_port(&self, key: &PortRef) -> Option<ServedPort> {
         read(&self.ports).get(key).cloned()
     }
 
     /// The ports that do not serve now, with the reason.
-    pub fn unavailable(&self) -> BTreeMap<PortKey, GatewayError> {
+    pub fn unavailable(&self) -> BTreeMap<PortRef, GatewayError> {
         lock(&self.failed)
             .iter()
             .map(|(k, f)| (k.clone(), f.error.clone()))
@@ -213,7 +212,7 @@ impl MeshCatalog {
     }
 
     /// Why a port is degraded (its source no longer matches its contract), if it is.
-    pub fn degraded(&self, key: &PortKey) -> Option<Vec<String>> {
+    pub fn degraded(&self, key: &PortRef) -> Option<Vec<String>> {
         read(&self.degraded).get(key).cloned()
     }
 
@@ -229,12 +228,12 @@ impl MeshCatalog {
     }
 
     /// Every degraded port with what differs.
-    pub fn degraded_ports(&self) -> BTreeMap<PortKey, Vec<String>> {
+    pub fn degraded_ports(&self) -> BTreeMap<PortRef, Vec<String>> {
         read(&self.degraded).clone()
     }
 
     /// When a port's schema was last checked against its contract.
-    pub fn drift_checked(&self, key: &PortKey) -> Option<std::time::SystemTime> {
+    pub fn drift_checked(&self, key: &PortRef) -> Option<std::time::SystemTime> {
         read(&self.drift_checked).get(key).copied()
     }
 
@@ -244,22 +243,14 @@ impl MeshCatalog {
     /// schema; a degraded port whose source is fixed serves again. Unreachable sources are
     /// left to the retry-on-use path.
     pub async fn check_drift(&self) {
-        for (domain, product, port) in self.mesh.ports() {
-            let key = (
-                domain.name.to_string(),
-                product.name.to_string(),
-                port.name.to_string(),
-            );
-            let name = format!("{}.{}.{}", key.0, key.1, key.2);
+        for (_, product, port) in self.mesh.ports() {
+            let key = PortRef::of(product, port);
+            let name = key.to_string();
             let Some(Ok(connector)) = self.connectors.get(port.source.as_str()) else {
                 continue;
             };
-            let kind = self
-                .mesh
-                .sources
-                .get(port.source.as_str())
-                .map(|s| s.kind.clone())
-                .unwrap_or_default();
+            let request = port_request(product, port);
+            let traits = connector.schema_traits(&request);
             // The first check of a port that just opened compares the schema it opened with,
             // instead of asking the source a second time during start-up.
             let just_opened = read(&self.drift_checked).get(&key).is_none();
@@ -271,13 +262,13 @@ impl MeshCatalog {
             let opened = match cached {
                 Some(schema) => Ok(schema),
                 None => connector
-                    .open_port(&self.session, &port_request(product, port))
+                    .open_port(&self.session, &request)
                     .await
                     .map(|o| o.provider.schema()),
             };
             let problems = match opened {
                 Ok(fresh) => {
-                    let problems = crate::catalog::live::contract_drift(port, &kind, &fresh);
+                    let problems = crate::catalog::live::contract_drift(port, traits, &fresh);
                     if problems.is_empty() {
                         let stale = read(&self.ports)
                             .get(&key)
@@ -316,11 +307,11 @@ impl MeshCatalog {
         Arc::clone(&self.list) as Arc<dyn CatalogProviderList>
     }
 
-    /// Names of every declared port (served or not), as `domain.product.port`.
-    pub fn all_port_names(&self) -> Vec<String> {
+    /// Every declared port (served or not).
+    pub fn all_ports(&self) -> Vec<PortRef> {
         self.mesh
             .ports()
-            .map(|(d, p, t)| format!("{}.{}.{}", d.name, p.name, t.name))
+            .map(|(_, p, t)| PortRef::of(p, t))
             .collect()
     }
 }
@@ -330,13 +321,13 @@ impl MeshCatalog {
 /// names and types; hiding and reordering is fine), so that pushed SQL means what the
 /// contract says.
 fn served_port(
-    key: &PortKey,
+    key: &PortRef,
     port: &Port,
     opened: OpenedPort,
     federation_on: bool,
 ) -> Result<ServedPort, GatewayError> {
     let table = Arc::new(PortTable::new(
-        (&key.0, &key.1, &key.2),
+        key,
         port,
         port.source.as_str(),
         opened.provider,
@@ -356,7 +347,7 @@ fn served_port(
         _ => (Arc::clone(&table) as Arc<dyn TableProvider>, false),
     };
     Ok(ServedPort {
-        names: key.clone(),
+        port: key.clone(),
         table,
         provider,
         federated,
@@ -375,7 +366,7 @@ fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-type Tables = Arc<RwLock<BTreeMap<PortKey, Arc<dyn TableProvider>>>>;
+type Tables = Arc<RwLock<BTreeMap<PortRef, Arc<dyn TableProvider>>>>;
 
 /// DataFusion view of the mesh: every declared domain, product and port name; a port's
 /// table is there once it has been opened.
@@ -476,8 +467,8 @@ struct ProductSchema {
 }
 
 impl ProductSchema {
-    fn key(&self, name: &str) -> PortKey {
-        (self.domain.clone(), self.product.clone(), name.to_string())
+    fn key(&self, name: &str) -> PortRef {
+        PortRef::new(self.domain.as_str(), self.product.as_str(), name)
     }
 }
 

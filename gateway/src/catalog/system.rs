@@ -14,9 +14,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
+use crate::catalog::view::CatalogView;
 use crate::catalog::MeshCatalog;
-use crate::security::policy::PolicySet;
-use crate::security::Principal;
+use crate::port::PortRef;
+use crate::usage::Usage;
 
 /// The reserved catalog and its schema.
 pub const SYSTEM_CATALOG: &str = "mesh";
@@ -29,16 +30,12 @@ pub const USAGE_SCHEMA: &str = "usage";
 /// The tables served in `mesh.usage`.
 pub const USAGE_TABLES: &[&str] = &["queries", "by_product"];
 
-/// Whether `(catalog, schema, table)` is one of the gateway's own tables.
-pub fn is_system_table(catalog: &str, schema: &str, table: &str) -> bool {
-    catalog == SYSTEM_CATALOG
-        && ((schema == SYSTEM_SCHEMA && SYSTEM_TABLES.contains(&table))
-            || (schema == USAGE_SCHEMA && USAGE_TABLES.contains(&table)))
-}
-
-/// Usage rows a principal may see: admins all, others their own.
-pub fn sees_usage(principal: &Principal, who: &str) -> bool {
-    principal.admin || principal.name == who
+/// Whether `catalog.schema.table` is one of the gateway's own tables.
+pub fn is_system_table(t: &PortRef) -> bool {
+    let table = t.port.as_str();
+    t.domain == SYSTEM_CATALOG
+        && ((t.product == SYSTEM_SCHEMA && SYSTEM_TABLES.contains(&table))
+            || (t.product == USAGE_SCHEMA && USAGE_TABLES.contains(&table)))
 }
 
 fn usage_queries_schema() -> SchemaRef {
@@ -62,10 +59,10 @@ fn usage_queries_schema() -> SchemaRef {
 
 /// `mesh.usage.queries`.
 pub fn usage_queries_batch(
-    usage: &crate::usage::Usage,
-    principal: &Principal,
+    usage: &Usage,
+    view: &CatalogView,
 ) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    let recs = usage.recent(|r| sees_usage(principal, &r.principal));
+    let recs = usage.recent(|r| view.sees_usage(&r.principal));
     let mut s: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
     let mut start = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut nums: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();
@@ -79,7 +76,11 @@ pub fn usage_queries_batch(
             r.id.clone(),
             r.principal.clone(),
             r.status.clone(),
-            r.ports.join(","),
+            r.ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             sources.join(","),
         ]) {
             b.append_value(v);
@@ -117,14 +118,14 @@ fn usage_by_product_schema() -> SchemaRef {
 
 /// `mesh.usage.by_product`.
 pub fn usage_by_product_batch(
-    usage: &crate::usage::Usage,
-    principal: &Principal,
+    usage: &Usage,
+    view: &CatalogView,
 ) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    let rows = usage.by_product(|who, _| sees_usage(principal, who));
+    let rows = usage.by_product(|who, _| view.sees_usage(who));
     let mut s: Vec<StringBuilder> = (0..3).map(|_| StringBuilder::new()).collect();
     let mut nums: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();
     for ((day, who, product), a) in &rows {
-        for (b, v) in s.iter_mut().zip([day, who, product]) {
+        for (b, v) in s.iter_mut().zip([day, who, &product.to_string()]) {
             b.append_value(v);
         }
         for (b, v) in nums.iter_mut().zip([a.queries, a.rows, a.bytes, a.cpu_ms]) {
@@ -164,10 +165,9 @@ fn ports_schema() -> SchemaRef {
 
 /// `mesh.catalog.ports` for `principal`.
 pub fn ports_batch(
-    catalog: &MeshCatalog,
-    policy: &PolicySet,
-    principal: &Principal,
+    view: &CatalogView,
 ) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let catalog = view.catalog();
     let mut s: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
     let mut location = StringBuilder::new();
     let mut description = StringBuilder::new();
@@ -176,15 +176,8 @@ pub fn ports_batch(
     let mut status = StringBuilder::new();
     let mut problems = StringBuilder::new();
     let mut checked = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    for (d, p, port) in catalog.mesh.ports() {
-        if !policy.can_read(principal, p) {
-            continue;
-        }
-        let key = (
-            d.name.to_string(),
-            p.name.to_string(),
-            port.name.to_string(),
-        );
+    for (d, p, port) in view.ports() {
+        let key = PortRef::of(p, port);
         let kind = catalog
             .mesh
             .sources
@@ -243,10 +236,7 @@ pub fn location_summary(port: &meshgate_config::Port) -> Option<String> {
 }
 
 /// A port's status (`ok`, `degraded`, `unavailable`) and what is wrong, if anything.
-pub fn port_status(
-    catalog: &MeshCatalog,
-    key: &(String, String, String),
-) -> (&'static str, Vec<String>) {
+pub fn port_status(catalog: &MeshCatalog, key: &PortRef) -> (&'static str, Vec<String>) {
     if let Some(problems) = catalog.degraded(key) {
         ("degraded", problems)
     } else if catalog.served_port(key).is_some() {
@@ -265,13 +255,7 @@ pub fn product_health(catalog: &MeshCatalog, p: &meshgate_config::Product) -> &'
     let statuses: Vec<&str> = p
         .ports
         .iter()
-        .map(|t| {
-            port_status(
-                catalog,
-                &(p.domain.to_string(), p.name.to_string(), t.name.to_string()),
-            )
-            .0
-        })
+        .map(|t| port_status(catalog, &PortRef::of(p, t)).0)
         .collect();
     if statuses.iter().all(|x| *x == "ok") {
         "ok"
@@ -292,24 +276,14 @@ fn domains_schema() -> SchemaRef {
 
 /// `mesh.catalog.domains`: domains with at least one readable product.
 pub fn domains_batch(
-    catalog: &MeshCatalog,
-    policy: &PolicySet,
-    principal: &Principal,
+    view: &CatalogView,
 ) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let (mut name, mut products, mut owners) = (
         StringBuilder::new(),
         Int64Builder::new(),
         StringBuilder::new(),
     );
-    for d in catalog.mesh.domains.values() {
-        let readable: Vec<_> = d
-            .products
-            .values()
-            .filter(|p| policy.can_read(principal, p))
-            .collect();
-        if readable.is_empty() {
-            continue;
-        }
+    for (d, readable) in view.domains() {
         let mut teams: Vec<&str> = readable.iter().map(|p| p.owner.team.as_str()).collect();
         teams.sort();
         teams.dedup();
@@ -343,33 +317,26 @@ fn products_schema() -> SchemaRef {
 
 /// `mesh.catalog.products`: readable products with owner, tags, status, ports and health.
 pub fn products_batch(
-    catalog: &MeshCatalog,
-    policy: &PolicySet,
-    principal: &Principal,
+    view: &CatalogView,
 ) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let mut s: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
     let mut ports = Int64Builder::new();
-    for d in catalog.mesh.domains.values() {
-        for p in d.products.values() {
-            if !policy.can_read(principal, p) {
-                continue;
-            }
-            let health = product_health(catalog, p);
-            let values = [
-                Some(d.name.to_string()),
-                Some(p.name.to_string()),
-                p.description.clone(),
-                Some(p.owner.team.clone()),
-                p.owner.email.clone(),
-                Some(p.tags.join(",")),
-                Some(p.status.as_str().to_string()),
-                Some(health.to_string()),
-            ];
-            for (b, v) in s.iter_mut().zip(values) {
-                b.append_option(v);
-            }
-            ports.append_value(p.ports.len() as i64);
+    for p in view.products() {
+        let health = product_health(view.catalog(), p);
+        let values = [
+            Some(p.domain.to_string()),
+            Some(p.name.to_string()),
+            p.description.clone(),
+            Some(p.owner.team.clone()),
+            p.owner.email.clone(),
+            Some(p.tags.join(",")),
+            Some(p.status.as_str().to_string()),
+            Some(health.to_string()),
+        ];
+        for (b, v) in s.iter_mut().zip(values) {
+            b.append_option(v);
         }
+        ports.append_value(p.ports.len() as i64);
     }
     let mut cols: Vec<ArrayRef> = s
         .iter_mut()
@@ -398,20 +365,15 @@ fn columns_schema() -> SchemaRef {
 /// `mesh.catalog.columns`: contract columns of readable ports, and whether each is masked
 /// for the caller.
 pub fn columns_batch(
-    catalog: &MeshCatalog,
-    policy: &PolicySet,
-    principal: &Principal,
+    view: &CatalogView,
 ) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     use datafusion::arrow::array::BooleanBuilder;
     let mut s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
     let mut position = Int64Builder::new();
     let (mut required, mut masked) = (BooleanBuilder::new(), BooleanBuilder::new());
     let mut mask = StringBuilder::new();
-    for (d, p, port) in catalog.mesh.ports() {
-        if !policy.can_read(principal, p) {
-            continue;
-        }
-        let masks = policy.masks(principal, port);
+    for (d, p, port) in view.ports() {
+        let masks = view.masks(port);
         for (i, c) in port.columns.iter().flatten().enumerate() {
             let m = masks
                 .iter()
@@ -450,37 +412,26 @@ pub fn columns_batch(
 #[derive(Debug)]
 pub struct SystemCatalog {
     schema: Arc<SystemSchema>,
-    usage: Option<Arc<UsageSchema>>,
+    usage: Arc<UsageSchema>,
 }
 
 impl SystemCatalog {
-    /// The system catalog as `principal` sees it.
-    pub fn new(
-        catalog: Arc<MeshCatalog>,
-        policy: Arc<PolicySet>,
-        principal: Arc<Principal>,
-        usage: Option<Arc<crate::usage::Usage>>,
-    ) -> Self {
+    /// The system catalog as `view`'s principal sees it.
+    pub fn new(view: CatalogView, usage: Arc<Usage>) -> Self {
         Self {
-            usage: usage.map(|usage| {
-                Arc::new(UsageSchema {
-                    usage,
-                    principal: Arc::clone(&principal),
-                })
+            usage: Arc::new(UsageSchema {
+                usage,
+                view: view.clone(),
             }),
-            schema: Arc::new(SystemSchema {
-                catalog,
-                policy,
-                principal,
-            }),
+            schema: Arc::new(SystemSchema { view }),
         }
     }
 }
 
 #[derive(Debug)]
 struct UsageSchema {
-    usage: Arc<crate::usage::Usage>,
-    principal: Arc<Principal>,
+    usage: Arc<Usage>,
+    view: CatalogView,
 }
 
 #[async_trait]
@@ -491,8 +442,8 @@ impl SchemaProvider for UsageSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let batch = match name {
-            "queries" => usage_queries_batch(&self.usage, &self.principal),
-            "by_product" => usage_by_product_batch(&self.usage, &self.principal),
+            "queries" => usage_queries_batch(&self.usage, &self.view),
+            "by_product" => usage_by_product_batch(&self.usage, &self.view),
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
@@ -515,10 +466,7 @@ impl CatalogProvider for SystemCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         match name {
             SYSTEM_SCHEMA => Some(Arc::clone(&self.schema) as Arc<dyn SchemaProvider>),
-            USAGE_SCHEMA => self
-                .usage
-                .as_ref()
-                .map(|u| Arc::clone(u) as Arc<dyn SchemaProvider>),
+            USAGE_SCHEMA => Some(Arc::clone(&self.usage) as Arc<dyn SchemaProvider>),
             _ => None,
         }
     }
@@ -526,9 +474,7 @@ impl CatalogProvider for SystemCatalog {
 
 #[derive(Debug)]
 struct SystemSchema {
-    catalog: Arc<MeshCatalog>,
-    policy: Arc<PolicySet>,
-    principal: Arc<Principal>,
+    view: CatalogView,
 }
 
 #[async_trait]
@@ -538,12 +484,11 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let (c, p, who) = (&self.catalog, &self.policy, &self.principal);
         let batch = match name {
-            "domains" => domains_batch(c, p, who),
-            "products" => products_batch(c, p, who),
-            "ports" => ports_batch(c, p, who),
-            "columns" => columns_batch(c, p, who),
+            "domains" => domains_batch(&self.view),
+            "products" => products_batch(&self.view),
+            "ports" => ports_batch(&self.view),
+            "columns" => columns_batch(&self.view),
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;

@@ -1,7 +1,7 @@
 //! `meshgate validate`, `meshgate diff` and `meshgate contract export`: checks of a mesh
 //! directory, for CI.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::connectors::{default_registry, load_and_check};
@@ -97,7 +97,7 @@ pub fn contract_export(port: &str, config: &Path, output: Option<&Path>) -> Exit
 
 /// `meshgate validate DIR [--live]`: exit 0 when valid (and, with `--live`, when every port
 /// matches its source), 1 otherwise.
-pub fn validate(dir: &PathBuf, live: bool, format: ReportFormat) -> ExitCode {
+pub fn validate(dir: &Path, live: bool, format: ReportFormat) -> ExitCode {
     let mesh = match load_and_check(dir, &default_registry()) {
         Ok(mesh) => mesh,
         Err(errors) => {

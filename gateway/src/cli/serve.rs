@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::connectors::default_registry;
 use crate::error::GatewayError;
-use crate::server::{bind, serve, service_for_dir, GatewayOptions};
+use crate::server::{bind, serve, state_for_dir, GatewayOptions};
 
 use super::LogFormat;
 
@@ -174,25 +174,22 @@ async fn run_server(
     exec: tokio::runtime::Handle,
 ) -> Result<(), GatewayError> {
     let opts = options(args)?;
-    let service = service_for_dir(&dir, &default_registry(), &opts, exec).await?;
+    let state = state_for_dir(&dir, &default_registry(), &opts, exec).await?;
     let interval = (args.reload_interval_s > 0)
         .then(|| std::time::Duration::from_secs(args.reload_interval_s));
-    let reloads = crate::reload::spawn_watcher(
+    let watcher = crate::reload::spawn_watcher(
         dir.clone(),
         default_registry(),
-        opts.clone(),
-        service.clone(),
+        std::sync::Arc::clone(&state),
         interval,
     );
     let shutdown = shutdown_signal();
-    let (http_listener, http_addr) = crate::metrics::bind_http(args.http_addr).await?;
+    let (http_listener, http_addr) = crate::http::bind_http(args.http_addr).await?;
     let (listener, addr) = bind(args.flight_addr).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(crate::metrics::serve_http(
+    let http = tokio::spawn(crate::http::serve_http(
         http_listener,
-        service.clone(),
-        service.metrics(),
-        reloads,
+        std::sync::Arc::clone(&state),
         async {
             let _ = http_stopped.await;
         },
@@ -202,7 +199,8 @@ async fn run_server(
     if let Some(b) = banner {
         println!("{}", b(&addr));
     }
-    let result = serve(listener, service, shutdown).await;
+    let result = serve(listener, state, shutdown).await;
+    watcher.abort();
     let _ = stop_http.send(());
     let _ = http.await;
     result

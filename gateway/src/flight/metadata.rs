@@ -1,4 +1,5 @@
-//! Metadata commands: catalogs, schemas, tables, table types, primary and foreign keys.
+//! Metadata commands: catalogs, schemas, tables, table types, primary and foreign keys, all
+//! read from the caller's [`CatalogView`] (never filtered here).
 //! Results come from arrow-flight's builders (ADBC checks their schemas exactly) or, for key
 //! commands, from the schemas the Flight SQL spec gives.
 
@@ -13,72 +14,48 @@ use datafusion::arrow::array::{ArrayRef, Int32Builder, RecordBatch, StringBuilde
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 
-use crate::catalog::MeshCatalog;
+use crate::catalog::system::{system_tables, SYSTEM_CATALOG, SYSTEM_SCHEMA, USAGE_SCHEMA};
+use crate::catalog::view::CatalogView;
 use crate::error::GatewayError;
 use crate::query::wire_schema;
 
 /// The only table type served: every port is a table.
 pub const TABLE_TYPE: &str = "TABLE";
 
-/// Whether the caller may read product `(domain, product)`: listings show only those.
-pub(crate) type Readable<'a> = &'a dyn Fn(&str, &str) -> bool;
-
-/// The gateway's own tables, `(schema, table, schema of the table)` in the `mesh` catalog.
-pub(crate) type SystemTables = Vec<(&'static str, &'static str, SchemaRef)>;
-
-pub(crate) fn catalogs(catalog: &MeshCatalog, can: Readable) -> Result<RecordBatch, GatewayError> {
+pub(crate) fn catalogs(view: &CatalogView) -> Result<RecordBatch, GatewayError> {
     let mut b = CommandGetCatalogs {}.into_builder();
-    for d in catalog.mesh.domains.values() {
-        if d.products.keys().any(|p| can(d.name.as_str(), p.as_str())) {
-            b.append(d.name.as_str());
-        }
+    for (d, _) in view.domains() {
+        b.append(d.name.as_str());
     }
-    b.append(crate::catalog::system::SYSTEM_CATALOG);
+    b.append(SYSTEM_CATALOG);
     Ok(b.build()?)
 }
 
 pub(crate) fn schemas(
-    catalog: &MeshCatalog,
+    view: &CatalogView,
     cmd: CommandGetDbSchemas,
-    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
     let mut b = cmd.into_builder();
-    for d in catalog.mesh.domains.values() {
-        for p in d.products.keys() {
-            if !can(d.name.as_str(), p.as_str()) {
-                continue;
-            }
-            b.append(d.name.as_str(), p.as_str());
-        }
+    for p in view.products() {
+        b.append(p.domain.as_str(), p.name.as_str());
     }
-    b.append(
-        crate::catalog::system::SYSTEM_CATALOG,
-        crate::catalog::system::SYSTEM_SCHEMA,
-    );
-    b.append(
-        crate::catalog::system::SYSTEM_CATALOG,
-        crate::catalog::system::USAGE_SCHEMA,
-    );
+    b.append(SYSTEM_CATALOG, SYSTEM_SCHEMA);
+    b.append(SYSTEM_CATALOG, USAGE_SCHEMA);
     Ok(b.build()?)
 }
 
 pub(crate) fn tables(
-    catalog: &MeshCatalog,
+    view: &CatalogView,
     cmd: CommandGetTables,
-    can: Readable,
-    system: SystemTables,
 ) -> Result<RecordBatch, GatewayError> {
     let mut b: GetTablesBuilder = cmd.into_builder();
-    for ((d, p, t), port) in &catalog.served() {
-        if !can(d, p) {
-            continue;
-        }
+    for (k, port) in view.served() {
         let schema = wire_schema(&port.table.schema());
-        b.append(d, p, t, TABLE_TYPE, &schema)?;
+        b.append(&k.domain, &k.product, &k.port, TABLE_TYPE, &schema)?;
     }
-    for (schema_name, table, schema) in system {
+    for (schema_name, table, schema) in system_tables() {
         b.append(
-            crate::catalog::system::SYSTEM_CATALOG,
+            SYSTEM_CATALOG,
             schema_name,
             table,
             TABLE_TYPE,
@@ -128,9 +105,8 @@ fn matches(filter: &Option<String>, value: &str) -> bool {
 }
 
 pub(crate) fn primary_keys(
-    catalog: &MeshCatalog,
+    view: &CatalogView,
     cmd: &CommandGetPrimaryKeys,
-    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
     let (mut c, mut s, mut t, mut col, mut name, mut seq) = (
         StringBuilder::new(),
@@ -140,11 +116,10 @@ pub(crate) fn primary_keys(
         StringBuilder::new(),
         Int32Builder::new(),
     );
-    for (d, p, port) in catalog.mesh.ports() {
+    for (d, p, port) in view.ports() {
         if !matches(&cmd.catalog, d.name.as_str())
             || !matches(&cmd.db_schema, p.name.as_str())
             || cmd.table != port.name.as_str()
-            || !can(d.name.as_str(), p.name.as_str())
         {
             continue;
         }
@@ -176,14 +151,11 @@ struct FkRow {
     name: String,
 }
 
-fn all_foreign_keys(catalog: &MeshCatalog, can: Readable) -> Vec<FkRow> {
+fn all_foreign_keys(view: &CatalogView) -> Vec<FkRow> {
     let mut rows = Vec::new();
-    for (d, p, port) in catalog.mesh.ports() {
-        if !can(d.name.as_str(), p.name.as_str()) {
-            continue;
-        }
+    for (d, p, port) in view.ports() {
         for (n, fk) in port.foreign_keys.iter().enumerate() {
-            if !can(fk.references.0.as_str(), fk.references.1.as_str()) {
+            if !view.can_read(fk.references.0.as_str(), fk.references.1.as_str()) {
                 continue;
             }
             for (i, (fc, pc)) in fk.columns.iter().zip(&fk.referenced_columns).enumerate() {
@@ -256,11 +228,10 @@ fn side_matches(
 }
 
 pub(crate) fn imported_keys(
-    catalog: &MeshCatalog,
+    view: &CatalogView,
     cmd: &CommandGetImportedKeys,
-    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
-    let rows = all_foreign_keys(catalog, can)
+    let rows = all_foreign_keys(view)
         .into_iter()
         .filter(|r| side_matches(&r.fk, &cmd.catalog, &cmd.db_schema, &cmd.table))
         .collect();
@@ -268,11 +239,10 @@ pub(crate) fn imported_keys(
 }
 
 pub(crate) fn exported_keys(
-    catalog: &MeshCatalog,
+    view: &CatalogView,
     cmd: &CommandGetExportedKeys,
-    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
-    let rows = all_foreign_keys(catalog, can)
+    let rows = all_foreign_keys(view)
         .into_iter()
         .filter(|r| side_matches(&r.pk, &cmd.catalog, &cmd.db_schema, &cmd.table))
         .collect();
@@ -280,11 +250,10 @@ pub(crate) fn exported_keys(
 }
 
 pub(crate) fn cross_reference(
-    catalog: &MeshCatalog,
+    view: &CatalogView,
     cmd: &CommandGetCrossReference,
-    can: Readable,
 ) -> Result<RecordBatch, GatewayError> {
-    let rows = all_foreign_keys(catalog, can)
+    let rows = all_foreign_keys(view)
         .into_iter()
         .filter(|r| {
             side_matches(&r.pk, &cmd.pk_catalog, &cmd.pk_db_schema, &cmd.pk_table)

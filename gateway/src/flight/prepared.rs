@@ -1,35 +1,64 @@
-//! Server-side state of prepared statements: bound parameters, with idle expiry.
+//! Prepared statements, stateless: the handle carries the SQL and, once DoPut bound them,
+//! the parameters, signed like tickets. DoPut answers a new handle (the Flight SQL spec's
+//! `DoPutPreparedStatementResult`), so a client whose calls land on different replicas
+//! sharing `--ticket-key-file` works; closing a statement is a no-op. A handle is valid for
+//! `prepared_ttl` after it was issued (24 hours by default).
+//!
+//! Clients that ignore the handle DoPut returns (flightsql-dbapi, older drivers) keep using
+//! the one CreatePreparedStatement gave them: for those, this replica also remembers the last
+//! parameters bound per statement ([`LegacyBindings`], bounded, idle entries expire). Such
+//! a client needs its calls on one replica, as with any server that keeps this state.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::sql::{
+    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
+    DoPutPreparedStatementResult,
+};
+use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::arrow::record_batch::RecordBatch;
+use futures::{FutureExt, StreamExt};
+use meshgate_proto::v1::PreparedStatementHandle;
+use tonic::{Response, Status};
 
+use super::statement::{batch_from_ipc, batch_to_ipc, not_yours};
+use super::{DoGetStream, MeshFlightSqlService};
 use crate::error::GatewayError;
+use crate::query::params_from_batch;
+use crate::request::{Call, Outcome};
+use crate::security::signing::{now_ms, BlobKind};
+
+/// Largest parameter row a handle carries, as Arrow IPC.
+const MAX_PARAMETER_BYTES: usize = 4 << 20;
 
 #[derive(Debug)]
 struct Entry {
-    params: Option<RecordBatch>,
+    params: Vec<u8>,
     last_used: Instant,
 }
 
-/// Prepared statements by id. Entries idle longer than the TTL are dropped (many clients never
-/// close their statements); past `max_entries` the least recently used go first.
+/// The last parameters bound per statement id on this replica, for clients that keep the
+/// handle they had before DoPut. Entries idle longer than the TTL are dropped; past
+/// `max_entries` the least recently used go first.
 #[derive(Debug)]
-pub struct PreparedStore {
+pub(super) struct LegacyBindings {
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
     ttl: Duration,
     max_entries: usize,
 }
 
-impl PreparedStore {
-    /// A store with idle `ttl` and a size cap.
-    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+impl LegacyBindings {
+    pub(super) fn new(ttl: Duration, max_entries: usize) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
             ttl,
-            max_entries,
+            max_entries: max_entries.max(1),
         }
     }
 
@@ -37,20 +66,11 @@ impl PreparedStore {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn expired(&self, id: &[u8]) -> GatewayError {
-        GatewayError::NotFound(format!(
-            "prepared statement {} is closed or expired (idle for more than {} s); prepare it again",
-            hex(id),
-            self.ttl.as_secs()
-        ))
-    }
-
-    /// Registers a new statement.
-    pub fn insert(&self, id: Vec<u8>) {
+    fn remember(&self, id: &[u8], params: Vec<u8>) {
         let mut m = self.lock();
         let now = Instant::now();
         m.retain(|_, e| now.duration_since(e.last_used) < self.ttl);
-        while m.len() >= self.max_entries {
+        while m.len() >= self.max_entries && !m.contains_key(id) {
             let Some(oldest) = m
                 .iter()
                 .min_by_key(|(_, e)| e.last_used)
@@ -61,54 +81,222 @@ impl PreparedStore {
             m.remove(&oldest);
         }
         m.insert(
-            id,
+            id.to_vec(),
             Entry {
-                params: None,
+                params,
                 last_used: now,
             },
         );
     }
 
-    /// Binds parameters (replacing earlier ones).
-    pub fn bind(&self, id: &[u8], params: RecordBatch) -> Result<(), GatewayError> {
-        let mut m = self.lock();
-        let e = m.get_mut(id).ok_or_else(|| self.expired(id))?;
-        e.params = Some(params);
-        e.last_used = Instant::now();
-        Ok(())
-    }
-
-    /// The bound parameters, if any; fails when the statement is unknown or expired.
-    pub fn params(&self, id: &[u8]) -> Result<Option<RecordBatch>, GatewayError> {
+    fn recall(&self, id: &[u8]) -> Option<Vec<u8>> {
         let mut m = self.lock();
         let ttl = self.ttl;
         match m.get_mut(id) {
             Some(e) if e.last_used.elapsed() < ttl => {
                 e.last_used = Instant::now();
-                Ok(e.params.clone())
+                Some(e.params.clone())
             }
             Some(_) => {
                 m.remove(id);
-                Err(self.expired(id))
+                None
             }
-            None => Err(self.expired(id)),
+            None => None,
         }
     }
 
-    /// Closes a statement; closing an unknown one is not an error.
-    pub fn remove(&self, id: &[u8]) {
+    fn forget(&self, id: &[u8]) {
         self.lock().remove(id);
     }
 
-    /// Open statements.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+fn schema_bytes(schema: &Schema) -> Result<Vec<u8>, GatewayError> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
+    Ok(bytes.to_vec())
+}
+
+/// Verifies a handle: signature, owner and age.
+fn verify(
+    svc: &MeshFlightSqlService,
+    blob: &[u8],
+    call: &Call,
+) -> Result<PreparedStatementHandle, GatewayError> {
+    let h: PreparedStatementHandle = svc.state.signer().verify(BlobKind::PreparedHandle, blob)?;
+    if h.principal != call.principal.name {
+        return Err(not_yours("prepared statement handle"));
+    }
+    let ttl = svc.state.settings().prepared_ttl;
+    let age = now_ms().saturating_sub(h.issued_at_ms);
+    if age > ttl.as_millis() as u64 {
+        return Err(GatewayError::NotFound(format!(
+            "the prepared statement handle expired ({} s old; handles live {} s after they are \
+             issued); prepare the statement again",
+            age / 1000,
+            ttl.as_secs()
+        )));
+    }
+    Ok(h)
+}
+
+/// The parameters of a statement: those its handle carries, else the last ones bound on
+/// this replica with an older handle of the statement.
+fn parameters(
+    svc: &MeshFlightSqlService,
+    h: &PreparedStatementHandle,
+) -> Result<Option<RecordBatch>, GatewayError> {
+    if !h.parameters.is_empty() {
+        return batch_from_ipc(&h.parameters);
+    }
+    match svc.prepared.recall(&h.id) {
+        Some(bytes) => batch_from_ipc(&bytes),
+        None => Ok(None),
+    }
+}
+
+/// CreatePreparedStatement: describes the statement and signs a handle for it.
+pub(super) async fn create(
+    svc: &MeshFlightSqlService,
+    call: &Call,
+    sql: &str,
+) -> Result<ActionCreatePreparedStatementResult, Status> {
+    let result = async {
+        let described = svc.state.engine().describe(sql, &call.principal).await?;
+        let handle = PreparedStatementHandle {
+            id: uuid::Uuid::new_v4().as_bytes().to_vec(),
+            sql: sql.to_string(),
+            issued_at_ms: now_ms(),
+            principal: call.principal.name.clone(),
+            parameters: vec![],
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: svc
+                .state
+                .signer()
+                .sign(BlobKind::PreparedHandle, &handle)
+                .into(),
+            dataset_schema: schema_bytes(&described.dataset_schema)?.into(),
+            parameter_schema: schema_bytes(&described.parameter_schema)?.into(),
+        })
+    }
+    .await;
+    svc.state.finish(call, Outcome::sql(sql), result)
+}
+
+/// Reads the one parameter row of a DoPut. Parameter batches are untrusted input: arrow-ipc
+/// can panic on malformed flatbuffers, so decoding is contained.
+async fn read_parameters(flight: PeekableFlightDataStream) -> Result<RecordBatch, GatewayError> {
+    let flight = flight.map(|r| r.map_err(|s| FlightError::Tonic(Box::new(s))));
+    let decode = async move {
+        let mut batches =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight);
+        let mut last = None;
+        while let Some(b) = batches.next().await {
+            let b = b.map_err(|e| {
+                GatewayError::BadRequest(format!("cannot read the parameter batch: {e}"))
+            })?;
+            if b.num_rows() > 0 {
+                if last.is_some() {
+                    return Err(GatewayError::BadRequest(
+                        "bind one row of parameters per execution".into(),
+                    ));
+                }
+                last = Some(b);
+            }
+        }
+        Ok(last)
+    };
+    let last = std::panic::AssertUnwindSafe(decode)
+        .catch_unwind()
+        .await
+        .map_err(|_| GatewayError::BadRequest("the parameter batch is malformed".into()))??;
+    let batch =
+        last.ok_or_else(|| GatewayError::BadRequest("no parameter values were sent".into()))?;
+    params_from_batch(&batch)?;
+    Ok(batch)
+}
+
+/// DoPut: binds parameters and answers a new handle carrying them.
+pub(super) async fn bind(
+    svc: &MeshFlightSqlService,
+    call: &Call,
+    cmd: &CommandPreparedStatementQuery,
+    flight: PeekableFlightDataStream,
+) -> Result<DoPutPreparedStatementResult, Status> {
+    let handle = match verify(svc, &cmd.prepared_statement_handle, call) {
+        Ok(h) => h,
+        Err(e) => return svc.refuse(call, e),
+    };
+    let outcome = Outcome::sql(&handle.sql);
+    let bound = async {
+        let batch = read_parameters(flight).await?;
+        let parameters = batch_to_ipc(&batch)?;
+        if parameters.len() > MAX_PARAMETER_BYTES {
+            return Err(GatewayError::BadRequest(format!(
+                "the parameter row takes {} bytes; at most {MAX_PARAMETER_BYTES} may be bound",
+                parameters.len()
+            )));
+        }
+        svc.prepared.remember(&handle.id, parameters.clone());
+        let bound = PreparedStatementHandle {
+            issued_at_ms: now_ms(),
+            parameters,
+            ..handle
+        };
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(
+                svc.state
+                    .signer()
+                    .sign(BlobKind::PreparedHandle, &bound)
+                    .into(),
+            ),
+        })
+    }
+    .await;
+    svc.state.finish(call, outcome, bound)
+}
+
+/// GetFlightInfo of a prepared statement: plans it with its parameters and answers a
+/// statement ticket.
+pub(super) async fn flight_info(
+    svc: &MeshFlightSqlService,
+    call: &Call,
+    cmd: &CommandPreparedStatementQuery,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let checked = verify(svc, &cmd.prepared_statement_handle, call)
+        .and_then(|h| Ok((parameters(svc, &h)?, h.sql)));
+    match checked {
+        Ok((params, sql)) => {
+            super::statement::flight_info(svc, call, &sql, params, descriptor).await
+        }
+        Err(e) => svc.refuse(call, e),
+    }
+}
+
+/// DoGet of a prepared statement command (clients normally redeem the statement ticket of
+/// its FlightInfo instead).
+pub(super) async fn do_get(
+    svc: &MeshFlightSqlService,
+    call: Call,
+    cmd: &CommandPreparedStatementQuery,
+) -> Result<Response<DoGetStream>, Status> {
+    let checked = verify(svc, &cmd.prepared_statement_handle, &call)
+        .and_then(|h| Ok((parameters(svc, &h)?, h.sql)));
+    match checked {
+        Ok((params, sql)) => super::statement::stream(svc, call, &sql, params).await,
+        Err(e) => svc.refuse(&call, e),
+    }
+}
+
+/// ClosePreparedStatement: nothing to free but this replica's memory of older bindings.
+pub(super) fn close(svc: &MeshFlightSqlService, call: &Call, blob: &[u8]) -> Result<(), Status> {
+    let result = verify(svc, blob, call).map(|h| svc.prepared.forget(&h.id));
+    svc.state.finish(call, Outcome::default(), result)
 }
 
 #[cfg(test)]
@@ -116,22 +304,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expires_when_idle() {
-        let s = PreparedStore::new(Duration::from_millis(20), 10);
-        s.insert(vec![1]);
-        assert!(s.params(&[1]).expect("fresh").is_none());
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(s.params(&[1]).is_err());
+    fn legacy_bindings_expire_when_idle() {
+        let s = LegacyBindings::new(Duration::from_secs(60), 10);
+        s.remember(&[1], vec![1, 2]);
+        assert_eq!(s.recall(&[1]), Some(vec![1, 2]));
+        let expired = LegacyBindings::new(Duration::ZERO, 10);
+        expired.remember(&[1], vec![1, 2]);
+        assert_eq!(expired.recall(&[1]), None);
+        assert_eq!(expired.len(), 0);
     }
 
     #[test]
-    fn caps_entries() {
-        let s = PreparedStore::new(Duration::from_secs(60), 3);
+    fn legacy_bindings_are_capped() {
+        let s = LegacyBindings::new(Duration::from_secs(60), 3);
         for i in 0..10u8 {
-            s.insert(vec![i]);
+            s.remember(&[i], vec![i]);
         }
         assert_eq!(s.len(), 3);
-        assert!(s.params(&[9]).is_ok());
-        assert!(s.params(&[0]).is_err());
+        assert!(s.recall(&[9]).is_some());
+        assert!(s.recall(&[0]).is_none());
     }
 }

@@ -31,12 +31,17 @@ use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion_federation::{FederatedPlanNode, FederatedPlanner, FederationOptimizerRule};
 
+use crate::catalog::principal::PrincipalCatalogList;
+use crate::catalog::view::CatalogView;
 use crate::catalog::MeshCatalog;
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::port::PortRef;
 use crate::query::limits::{check_amplifying_functions, SqlLimits};
 use crate::query::source_reads::{CountSourceReads, QueryObservers};
-use crate::security::policy::{PolicyBarrierPlanner, PolicySet, PrincipalCatalogList};
+use crate::security::policy::{PolicyBarrierPlanner, PolicySet};
 use crate::security::Principal;
+use crate::usage::Usage;
 
 /// Physical planning with the extension nodes of federation and of policies.
 #[derive(Debug)]
@@ -59,14 +64,15 @@ impl datafusion::execution::context::QueryPlanner for MeshQueryPlanner {
     }
 }
 
-/// The ports a plan reads (`domain.product.port`) with the columns it reads of each;
-/// federated sub-plans included.
-pub fn port_reads(plan: &LogicalPlan) -> BTreeMap<String, BTreeSet<String>> {
-    fn walk(plan: &LogicalPlan, out: &mut BTreeMap<String, BTreeSet<String>>) {
+/// The ports a plan reads with the columns it reads of each; federated sub-plans included.
+pub fn port_reads(plan: &LogicalPlan) -> BTreeMap<PortRef, BTreeSet<String>> {
+    fn walk(plan: &LogicalPlan, out: &mut BTreeMap<PortRef, BTreeSet<String>>) {
         let _ = plan.apply_with_subqueries(|p| {
             match p {
                 LogicalPlan::TableScan(scan) => {
-                    let cols = out.entry(scan.table_name.to_string()).or_default();
+                    let cols = out
+                        .entry(PortRef::from_table_reference(&scan.table_name))
+                        .or_default();
                     for f in scan.projected_schema.fields() {
                         cols.insert(f.name().clone());
                     }
@@ -102,7 +108,7 @@ pub struct PlannedQuery {
     /// The task context to execute it with.
     pub task_ctx: Arc<TaskContext>,
     /// The ports read and their columns, after policy rewriting and optimization.
-    pub reads: BTreeMap<String, BTreeSet<String>>,
+    pub reads: BTreeMap<PortRef, BTreeSet<String>>,
 }
 
 /// What a prepared statement looks like before execution.
@@ -118,8 +124,8 @@ pub struct Described {
 #[derive(Debug)]
 pub struct QueryEngine {
     catalog: Arc<MeshCatalog>,
-    usage: std::sync::OnceLock<Arc<crate::usage::Usage>>,
-    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    usage: Arc<Usage>,
+    metrics: Arc<Metrics>,
     policy: Arc<PolicySet>,
     template: SessionState,
     limits: SqlLimits,
@@ -197,19 +203,39 @@ fn sql_options() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// What an engine reports to: both outlive the engines a reload swaps in.
+#[derive(Debug, Clone)]
+pub struct EngineObservers {
+    /// The usage store, served in `mesh.usage`.
+    pub usage: Arc<Usage>,
+    /// The gateway's metrics: source sub-queries report latency and errors there.
+    pub metrics: Arc<Metrics>,
+}
+
+impl EngineObservers {
+    /// Observers that keep everything in memory (tools and tests).
+    pub fn in_memory() -> Self {
+        Self {
+            usage: Arc::new(Usage::in_memory()),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
 impl QueryEngine {
-    /// An engine over `catalog`.
+    /// An engine over `catalog`, reporting to `observers`.
     pub fn new(
         catalog: Arc<MeshCatalog>,
         runtime: Arc<RuntimeEnv>,
         target_partitions: usize,
         limits: SqlLimits,
+        observers: EngineObservers,
     ) -> Self {
         let template = build_session_state(session_config(target_partitions), runtime, &catalog);
         let policy = Arc::new(PolicySet::new(Arc::clone(&catalog.mesh)));
         Self {
-            usage: std::sync::OnceLock::new(),
-            metrics: std::sync::OnceLock::new(),
+            usage: observers.usage,
+            metrics: observers.metrics,
             policy,
             catalog,
             template,
@@ -223,14 +249,9 @@ impl QueryEngine {
         &self.catalog
     }
 
-    /// Serves `usage` in `mesh.usage` (the store outlives engines swapped by reloads).
-    pub fn attach_usage(&self, usage: Arc<crate::usage::Usage>) {
-        let _ = self.usage.set(usage);
-    }
-
-    /// Reports source sub-queries (latency, errors) to `metrics`.
-    pub fn attach_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
-        let _ = self.metrics.set(metrics);
+    /// The usage store served in `mesh.usage`.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 
     /// The policies in force.
@@ -238,16 +259,23 @@ impl QueryEngine {
         &self.policy
     }
 
+    /// What `principal` may see: every listing reads this.
+    pub fn view(&self, principal: &Arc<Principal>) -> CatalogView {
+        CatalogView::new(
+            Arc::clone(&self.catalog),
+            Arc::clone(&self.policy),
+            Arc::clone(principal),
+        )
+    }
+
     /// A session for one request of `principal`: it sees only what it may read, through
     /// its policies.
     pub fn session_for(&self, principal: &Arc<Principal>) -> SessionState {
         let list = PrincipalCatalogList::new(
-            Arc::clone(&self.catalog),
-            Arc::clone(&self.policy),
-            Arc::clone(principal),
+            self.view(principal),
+            Arc::clone(&self.usage),
             self.template.clone(),
-        )
-        .with_usage(self.usage.get().cloned());
+        );
         SessionStateBuilder::new_from_existing(self.template.clone())
             .with_catalog_list(Arc::new(list))
             .build()
@@ -300,8 +328,7 @@ impl QueryEngine {
         let sql = sql.to_string();
         let limits = self.limits.clone();
         let state = self.session_for(principal);
-        let catalog = Arc::clone(&self.catalog);
-        let policy = Arc::clone(&self.policy);
+        let view = self.view(principal);
         let principal = Arc::clone(principal);
         self.on_planner(move |handle| {
             let statement = parse_one(&sql, &limits)?;
@@ -312,7 +339,7 @@ impl QueryEngine {
                         .into(),
                 ));
             }
-            check_tables(&state, &catalog, &policy, &principal, &statement, &handle)?;
+            check_tables(&state, &view, &statement, &handle)?;
             let plan = handle.block_on(state.statement_to_plan(statement))?;
             sql_options().verify_plan(&plan).map_err(|e| {
                 GatewayError::Rejected(format!(
@@ -373,13 +400,18 @@ impl QueryEngine {
                 .await?
         };
         state.config_mut().set_extension(Arc::new(QueryObservers {
-            metrics: self.metrics.get().cloned(),
+            metrics: Some(Arc::clone(&self.metrics)),
             span: query_span,
-            caller: Some(Arc::new(meshgate_connector::identity::Caller {
+        }));
+        // Connectors that forward the caller (a `flightsql` source asserting it to another
+        // gateway) read it from the task context they execute with.
+        meshgate_connector::identity::set_caller(
+            state.config_mut(),
+            meshgate_connector::identity::Caller {
                 name: principal.name.clone(),
                 groups: principal.groups.iter().cloned().collect(),
-            })),
-        }));
+            },
+        );
         self.on_planner(move |handle| {
             let _entered = plan_span.enter();
             let plan = bind_params(plan, params)?;
@@ -524,40 +556,28 @@ fn number_question_marks(stmt: &mut Statement) {
 /// not served.
 fn check_tables(
     state: &SessionState,
-    catalog: &MeshCatalog,
-    policy: &PolicySet,
-    principal: &Principal,
+    view: &CatalogView,
     stmt: &DFStatement,
     handle: &tokio::runtime::Handle,
 ) -> Result<(), GatewayError> {
+    let catalog = view.catalog();
     for r in state.resolve_table_references(stmt)? {
-        let full = r.clone().resolve("mesh", "catalog");
-        let key = (
-            full.catalog.to_string(),
-            full.schema.to_string(),
-            full.table.to_string(),
-        );
-        if crate::catalog::system::is_system_table(&key.0, &key.1, &key.2) {
+        let key = PortRef::from_table_reference(&r);
+        if crate::catalog::system::is_system_table(&key) {
             continue;
         }
-        let declared = catalog.mesh.port(&key.0, &key.1, &key.2).is_some();
-        if declared && !policy.can_read_names(principal, &key.0, &key.1) {
-            return Err(policy.denied(&key.0, &key.1));
-        }
+        view.check_port(&key)?;
         if let Some(problems) = catalog.degraded(&key) {
             let owner = catalog
                 .mesh
                 .domains
-                .get(key.0.as_str())
-                .and_then(|d| d.products.get(key.1.as_str()))
+                .get(key.domain.as_str())
+                .and_then(|d| d.products.get(key.product.as_str()))
                 .map(|p| p.owner.contact())
                 .unwrap_or_default();
             return Err(GatewayError::ContractViolation(format!(
-                "port {}.{}.{} is degraded: its source no longer matches the contract ({}); \
+                "port {key} is degraded: its source no longer matches the contract ({}); \
                  its owner, {owner}, must fix the source or the contract",
-                key.0,
-                key.1,
-                key.2,
                 problems.join("; ")
             )));
         }
@@ -570,18 +590,14 @@ fn check_tables(
             }
             Err(e) => {
                 return Err(GatewayError::Unavailable(format!(
-                    "port {}.{}.{} is not available: {e}",
-                    key.0, key.1, key.2
+                    "port {key} is not available: {e}"
                 )))
             }
         }
-        let readable: Vec<String> = catalog
-            .mesh
-            .ports()
-            .filter(|(_, p, _)| policy.can_read(principal, p))
-            .map(|(d, p, t)| format!("{}.{}.{}", d.name, p.name, t.name))
-            .collect();
-        return Err(GatewayError::NotFound(unknown_table_message(&r, &readable)));
+        return Err(GatewayError::NotFound(unknown_table_message(
+            &r,
+            &view.readable_port_names(),
+        )));
     }
     Ok(())
 }

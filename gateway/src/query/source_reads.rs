@@ -43,8 +43,6 @@ pub struct QueryObservers {
     pub metrics: Option<Arc<Metrics>>,
     /// The query's span: source sub-queries are its children.
     pub span: tracing::Span,
-    /// The principal the query runs for, for sources that forward it.
-    pub caller: Option<Arc<meshgate_connector::identity::Caller>>,
 }
 
 /// The error class of a failed sub-query, for the `class` label.
@@ -196,7 +194,7 @@ impl ExecutionPlan for SourceReadExec {
     ) -> Result<SendableRecordBatchStream> {
         let rows: Count = MetricBuilder::new(&self.metrics).output_rows(partition);
         let bytes: Count = MetricBuilder::new(&self.metrics).counter(BYTES_READ, partition);
-        // One lookup of the query's observers per partition: trace parent, metrics, caller.
+        // One lookup of the query's observers per partition: trace parent and metrics.
         let observers = context.session_config().get_extension::<QueryObservers>();
         let sub = {
             let mut current = self
@@ -226,12 +224,7 @@ impl ExecutionPlan for SourceReadExec {
                 }
             }
         };
-        let caller = observers.and_then(|o| o.caller.clone());
-        let input = match sub.span.in_scope(|| {
-            meshgate_connector::identity::with_caller(caller, || {
-                self.input.execute(partition, context)
-            })
-        }) {
+        let input = match sub.span.in_scope(|| self.input.execute(partition, context)) {
             Ok(i) => i,
             Err(e) => {
                 sub.failed(&e);

@@ -14,6 +14,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use meshgate_config::{Auth, Jwt};
+use meshgate_connector::identity;
 use meshgate_proto::v1::SessionToken;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -42,6 +43,34 @@ fn fail<T>(reason: impl Into<String>) -> Result<T, AuthFailure> {
     Err(AuthFailure(reason.into()))
 }
 
+/// Why `auth` settings cannot be used (reported by `meshgate validate` and at load).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    /// A `password_hash` that is not an argon2 PHC string with salt and hash.
+    #[error("auth.users `{user}`: password_hash is not a valid PHC string: {reason}")]
+    PasswordHash {
+        /// The user.
+        user: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An algorithm name in `auth.jwt.algorithms` that is not supported.
+    #[error("unsupported JWT algorithm {0}")]
+    JwtAlgorithm(String),
+    /// The JWKS file does not parse.
+    #[error("auth.jwt: the JWKS file is not a JWK set: {0}")]
+    Jwks(String),
+    /// A key of the JWKS file cannot verify signatures.
+    #[error("auth.jwt: unusable key in the JWKS file: {0}")]
+    JwksKey(String),
+    /// Several keys, one without `kid`.
+    #[error("auth.jwt: with several keys, each needs a `kid`")]
+    JwksKid,
+    /// Several of the above.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<AuthConfigError>),
+}
+
 /// What a call brings to prove who it is.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
@@ -51,12 +80,6 @@ pub struct Credentials {
     pub client_cn: Option<String>,
     /// The `x-meshgate-assertion` header: a caller asserted by a trusted gateway.
     pub assertion: Option<String>,
-}
-
-/// Claims of an identity assertion from a trusted gateway.
-#[derive(serde::Deserialize)]
-struct Assertion {
-    sub: String,
 }
 
 struct JwtVerifier {
@@ -86,26 +109,26 @@ fn parse_alg(a: &str) -> Option<Algorithm> {
 }
 
 impl JwtVerifier {
-    fn new(cfg: &Jwt) -> Result<Self, String> {
+    fn new(cfg: &Jwt) -> Result<Self, AuthConfigError> {
         let algorithms = cfg
             .algorithms
             .iter()
-            .map(|a| parse_alg(a).ok_or_else(|| format!("unsupported JWT algorithm {a}")))
+            .map(|a| parse_alg(a).ok_or_else(|| AuthConfigError::JwtAlgorithm(a.clone())))
             .collect::<Result<Vec<_>, _>>()?;
         let mut keys = HashMap::new();
         let mut only_key = None;
         if let Some(text) = &cfg.jwks_json {
-            let set: JwkSet = serde_json::from_str(text)
-                .map_err(|e| format!("auth.jwt: the JWKS file is not a JWK set: {e}"))?;
+            let set: JwkSet =
+                serde_json::from_str(text).map_err(|e| AuthConfigError::Jwks(e.to_string()))?;
             for jwk in &set.keys {
                 let key = DecodingKey::from_jwk(jwk)
-                    .map_err(|e| format!("auth.jwt: unusable key in the JWKS file: {e}"))?;
+                    .map_err(|e| AuthConfigError::JwksKey(e.to_string()))?;
                 match &jwk.common.key_id {
                     Some(kid) => {
                         keys.insert(kid.clone(), key);
                     }
                     None if set.keys.len() == 1 => only_key = Some(key),
-                    None => return Err("auth.jwt: with several keys, each needs a `kid`".into()),
+                    None => return Err(AuthConfigError::JwksKid),
                 }
             }
             if set.keys.len() == 1 && only_key.is_none() {
@@ -192,19 +215,20 @@ impl std::fmt::Debug for Authenticator {
 }
 
 /// Checks the hashes and keys of `auth` the way [`Authenticator::new`] uses them.
-pub fn check_auth(auth: &Auth) -> Vec<String> {
+pub fn check_auth(auth: &Auth) -> Vec<AuthConfigError> {
     let mut problems = Vec::new();
     for u in &auth.users {
         match PasswordHash::new(&u.password_hash) {
-            Err(e) => problems.push(format!(
-                "auth.users `{}`: password_hash is not a valid PHC string: {e}",
-                u.name
-            )),
-            Ok(h) if h.hash.is_none() || h.salt.is_none() => problems.push(format!(
-                "auth.users `{}`: password_hash is not a valid PHC string: it has no salt or hash \
-                 (use `meshgate hash-password`)",
-                u.name
-            )),
+            Err(e) => problems.push(AuthConfigError::PasswordHash {
+                user: u.name.clone(),
+                reason: e.to_string(),
+            }),
+            Ok(h) if h.hash.is_none() || h.salt.is_none() => {
+                problems.push(AuthConfigError::PasswordHash {
+                    user: u.name.clone(),
+                    reason: "it has no salt or hash (use `meshgate hash-password`)".into(),
+                })
+            }
             Ok(_) => {}
         }
     }
@@ -218,10 +242,13 @@ pub fn check_auth(auth: &Auth) -> Vec<String> {
 
 impl Authenticator {
     /// An authenticator for `auth`; session tokens are signed with `sessions`.
-    pub fn new(auth: &Auth, sessions: TicketSigner) -> Result<Self, String> {
-        let problems = check_auth(auth);
+    pub fn new(auth: &Auth, sessions: TicketSigner) -> Result<Self, AuthConfigError> {
+        let mut problems = check_auth(auth);
+        if problems.len() == 1 {
+            return Err(problems.remove(0));
+        }
         if !problems.is_empty() {
-            return Err(problems.join("; "));
+            return Err(AuthConfigError::Several(problems));
         }
         let jwt = auth.jwt.as_ref().map(JwtVerifier::new).transpose()?;
         Ok(Self {
@@ -297,25 +324,9 @@ impl Authenticator {
                 via.name
             ));
         };
-        let mut v = Validation::new(Algorithm::HS256);
-        v.set_issuer(&[gw.name.as_str()]);
-        v.set_required_spec_claims(&["exp", "iss", "sub"]);
-        v.leeway = 30;
-        let data = jsonwebtoken::decode::<Assertion>(
-            assertion,
-            &DecodingKey::from_secret(gw.key.as_bytes()),
-            &v,
-        )
-        .map_err(|e| {
-            AuthFailure(format!(
-                "identity assertion of gateway `{}` refused: {e}",
-                gw.name
-            ))
-        })?;
-        let name = data.claims.sub;
-        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-            return fail("identity assertion with an invalid principal name");
-        }
+        let claims = identity::verify_assertion(assertion, &gw.name, gw.key.as_bytes())
+            .map_err(|e| AuthFailure(format!("gateway `{}`: {e}", gw.name)))?;
+        let name = claims.sub;
         let groups = self
             .user_groups(&name)
             .or_else(|| self.token_groups(&name))
@@ -518,14 +529,13 @@ impl Authenticator {
 }
 
 /// `meshgate hash-password`: an argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt_bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt_bytes)?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// `meshgate new-token`: a random token and its `sha256:<hex>` hash for `auth.tokens`.

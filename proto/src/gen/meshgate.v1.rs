@@ -16,11 +16,11 @@ pub struct StatementTicket {
     #[prost(string, tag = "4")]
     pub principal: ::prost::alloc::string::String,
 }
-/// What a prepared statement handle carries. Parameters bound with DoPut are kept by the
-/// gateway under `id`; the SQL travels in the handle.
+/// What a prepared statement handle carries: the SQL and, once bound, the parameters. The
+/// gateway keeps nothing a replica would need to execute it.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PreparedStatementHandle {
-    /// Random id of the server-side entry.
+    /// Random id of the statement: the same in every handle of one prepared statement.
     #[prost(bytes = "vec", tag = "1")]
     pub id: ::prost::alloc::vec::Vec<u8>,
     /// The SQL text of the statement.
@@ -32,6 +32,11 @@ pub struct PreparedStatementHandle {
     /// The principal the handle was issued to; only it may use the handle.
     #[prost(string, tag = "4")]
     pub principal: ::prost::alloc::string::String,
+    /// The parameter values bound with DoPut, as an Arrow IPC stream of one row (empty: none
+    /// bound). DoPut returns a new handle carrying them, so that any replica sharing the
+    /// signing key can execute the statement.
+    #[prost(bytes = "vec", tag = "5")]
+    pub parameters: ::prost::alloc::vec::Vec<u8>,
 }
 /// What an opaque session token (returned by Handshake) carries.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -576,10 +576,7 @@ async fn pushdown_rejected_by_a_source_is_failed_precondition_and_pushdown_off_s
     .await
     .expect("pushdown: off serves the query");
     assert_eq!(row_count(&got), 3);
-    let metrics = gw
-        .service
-        .metrics()
-        .render(&gw.service, &meshgate::reload::ReloadStats::default());
+    let metrics = gw.metrics_text();
     assert!(
         metrics.contains(
             "meshgate_source_errors_total{source=\"wrong_dialect\",class=\"pushdown_rejected\"} 1"

@@ -714,11 +714,7 @@ async fn source_metrics_show_latency_errors_and_pool_use() {
     let dbs = loaded_dbs().await;
     let mesh = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
     let gw = TestGateway::start(mesh.path()).await;
-    let metrics = || {
-        gw.service
-            .metrics()
-            .render(&gw.service, &meshgate::reload::ReloadStats::default())
-    };
+    let metrics = || gw.metrics_text();
     let mut c = gw.client().await;
     for sql in [
         "SELECT count(*) FROM customers.crm.nation",

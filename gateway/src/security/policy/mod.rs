@@ -1,8 +1,8 @@
 //! Authorization and policy rewriting: which products a principal may read, and the view of
-//! each port it reads (classification masks, row filters).
+//! each port it reads (classification masks in [`mask`], row filters behind a [`barrier`]).
 //!
-//! Each request plans against a [`PrincipalCatalogList`]: listings show only readable
-//! products, and a port with masks or row filters for the principal resolves to a view
+//! Listings ask a principal's `catalog::view::CatalogView`, which asks [`PolicySet`]; a port
+//! with masks or row filters for the principal resolves to a view
 //!
 //! ```text
 //! Projection(masks) <- PolicyBarrier <- Filter(row filters, OR-ed) <- scan of the port
@@ -15,39 +15,30 @@
 //! through. Below the barrier, federation pushes the filtered scan to SQL sources; the masks
 //! (keyed hashes computed here) stay in the gateway.
 
+pub mod barrier;
+pub mod mask;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
-use std::hash::Hash;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, Int16Array, Int32Array, Int64Array, Int8Array,
-    StringArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
-};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
-use datafusion::common::{DFSchemaRef, Result as DFResult, ScalarValue, TableReference};
+use datafusion::catalog::TableProvider;
+use datafusion::common::Result as DFResult;
 use datafusion::datasource::{provider_as_source, ViewTable};
-use datafusion::error::DataFusionError;
-use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, UserDefinedLogicalNodeCore, Volatility,
-};
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::{visit_expressions, Expr as SqlExpr};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use hmac::{Hmac, Mac};
 use meshgate_config::doc::{DefaultAccess, MaskKind};
 use meshgate_config::{Grantee, Mesh, Port, Product, RowFilter};
 use sha2::Sha256;
 
+pub use barrier::{PolicyBarrier, PolicyBarrierExec, PolicyBarrierPlanner};
+
 use super::Principal;
-use crate::catalog::MeshCatalog;
 use crate::error::GatewayError;
+use crate::port::PortRef;
 
 /// The policies of one mesh.
 pub struct PolicySet {
@@ -233,24 +224,24 @@ impl PolicySet {
     pub fn port_view(
         &self,
         p: &Principal,
-        key: &(String, String, String),
+        key: &PortRef,
         base: Arc<dyn TableProvider>,
         state: &SessionState,
     ) -> Result<Arc<dyn TableProvider>, GatewayError> {
-        let Some(product) = self.product(&key.0, &key.1) else {
+        let Some(product) = self.product(&key.domain, &key.product) else {
             return Err(GatewayError::internal("port of an unknown product"));
         };
-        let Some(port) = product.ports.iter().find(|t| t.name.as_str() == key.2) else {
+        let Some(port) = product.ports.iter().find(|t| t.name.as_str() == key.port) else {
             return Err(GatewayError::internal("unknown port"));
         };
         let schema = base.schema();
         let columns: HashSet<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let filters = self.row_filters(p, product, &key.2, &columns)?;
+        let filters = self.row_filters(p, product, &key.port, &columns)?;
         let masks = self.masks(p, port);
         if filters.is_empty() && masks.is_empty() {
             return Ok(base);
         }
-        let name = TableReference::full(key.0.as_str(), key.1.as_str(), key.2.as_str());
+        let name = key.table_reference();
         let build = || -> DFResult<LogicalPlan> {
             let mut b = LogicalPlanBuilder::scan(name.clone(), provider_as_source(base), None)?;
             if !filters.is_empty() {
@@ -266,7 +257,7 @@ impl PolicySet {
                 if let Some(pred) = predicate {
                     b = b.filter(pred)?;
                 }
-                let barrier = PolicyBarrier { input: b.build()? };
+                let barrier = PolicyBarrier::new(b.build()?);
                 b = LogicalPlanBuilder::from(LogicalPlan::Extension(Extension {
                     node: Arc::new(barrier),
                 }));
@@ -284,7 +275,7 @@ impl PolicySet {
                         ));
                         match by_name.get(f.name().as_str()) {
                             None => Ok(c),
-                            Some(m) => mask_expr(*m, c, f.data_type(), &self.hash_key)
+                            Some(m) => mask::mask_expr(*m, c, f.data_type(), &self.hash_key)
                                 .map(|e| e.alias(f.name())),
                         }
                     })
@@ -295,7 +286,7 @@ impl PolicySet {
         };
         let plan = build().map_err(|e| {
             tracing::error!(port = %name, error = %e, "a policy of this port cannot be applied; the port is refused");
-            policy_error(product, &key.2, "a policy of this port cannot be applied")
+            policy_error(product, &key.port, "a policy of this port cannot be applied")
         })?;
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
@@ -308,491 +299,9 @@ fn policy_error(product: &Product, port: &str, what: &str) -> GatewayError {
     ))
 }
 
-/// The masking expression for a column of type `t`.
-fn mask_expr(m: MaskKind, c: Expr, t: &DataType, key: &[u8; 32]) -> DFResult<Expr> {
-    let text = matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-    let int = t.is_integer();
-    Ok(match m {
-        MaskKind::Redact => Expr::Literal(ScalarValue::try_from(t)?, None),
-        MaskKind::Hash if text || int => ScalarUDF::new_from_impl(MaskUdf {
-            kind: MaskFn::Hash,
-            key: *key,
-            signature: Signature::any(1, Volatility::Volatile),
-        })
-        .call(vec![c]),
-        MaskKind::Partial if text => ScalarUDF::new_from_impl(MaskUdf {
-            kind: MaskFn::Partial,
-            key: *key,
-            signature: Signature::any(1, Volatility::Volatile),
-        })
-        .call(vec![c]),
-        MaskKind::Hash | MaskKind::Partial => Expr::Literal(ScalarValue::try_from(t)?, None),
-    })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum MaskFn {
-    Hash,
-    Partial,
-}
-
-/// `meshgate_mask_hash` / `meshgate_mask_partial`. Volatile on purpose: predicates on a
-/// masked column are then never pushed below the mask (into a scan or a source).
-#[derive(PartialEq, Eq, Hash)]
-struct MaskUdf {
-    kind: MaskFn,
-    key: [u8; 32],
-    signature: Signature,
-}
-
-impl fmt::Debug for MaskUdf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MaskUdf")
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl MaskUdf {
-    fn digest(&self, bytes: &[u8]) -> [u8; 32] {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(bytes);
-        mac.finalize().into_bytes().into()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn partial(s: &str) -> String {
-    let n = s.chars().count();
-    if n <= 4 {
-        return "*".repeat(n);
-    }
-    let tail: String = s.chars().skip(n - 4).collect();
-    format!("{}{tail}", "*".repeat(n - 4))
-}
-
-impl ScalarUDFImpl for MaskUdf {
-    fn name(&self) -> &str {
-        match self.kind {
-            MaskFn::Hash => "meshgate_mask_hash",
-            MaskFn::Partial => "meshgate_mask_partial",
-        }
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DFResult<DataType> {
-        let t = arg_types.first().cloned().unwrap_or(DataType::Null);
-        Ok(if t.is_integer() { t } else { DataType::Utf8 })
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
-        let n = args.number_rows;
-        let Some(arg) = args.args.into_iter().next() else {
-            return Err(DataFusionError::Internal("mask without argument".into()));
-        };
-        let arr = arg.into_array(n)?;
-        let t = arr.data_type().clone();
-        let out: ArrayRef = if t.is_integer() {
-            let as64 = cast(&arr, &DataType::Int64)?;
-            let v = as64.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-            let hashed: Int64Array = v
-                .iter()
-                .map(|x| {
-                    x.map(|x| {
-                        let d = self.digest(&x.to_le_bytes());
-                        i64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-                    })
-                })
-                .collect();
-            // Same width as the input: the low bits of the 64-bit hash.
-            match t {
-                DataType::Int64 => Arc::new(hashed),
-                DataType::Int32 => Arc::new(
-                    hashed
-                        .iter()
-                        .map(|x| x.map(|x| x as i32))
-                        .collect::<Int32Array>(),
-                ),
-                DataType::Int16 => Arc::new(
-                    hashed
-                        .iter()
-                        .map(|x| x.map(|x| x as i16))
-                        .collect::<Int16Array>(),
-                ),
-                DataType::Int8 => Arc::new(
-                    hashed
-                        .iter()
-                        .map(|x| x.map(|x| x as i8))
-                        .collect::<Int8Array>(),
-                ),
-                DataType::UInt64 => Arc::new(
-                    hashed
-                        .iter()
-                        .map(|x| x.map(|x| x as u64))
-                        .collect::<UInt64Array>(),
-                ),
-                DataType::UInt32 => Arc::new(
-                    hashed
-                        .iter()
-                        .map(|x| x.map(|x| x as u32))
-                        .collect::<UInt32Array>(),
-                ),
-                DataType::UInt16 => Arc::new(
-                    hashed
-                        .iter()
-                        .map(|x| x.map(|x| x as u16))
-                        .collect::<UInt16Array>(),
-                ),
-                DataType::UInt8 => Arc::new(
-                    hashed
-                        .iter()
-                        .map(|x| x.map(|x| x as u8))
-                        .collect::<UInt8Array>(),
-                ),
-                _ => new_null_array(&t, n),
-            }
-        } else {
-            let s = cast(&arr, &DataType::Utf8)?;
-            let s = s.as_string::<i32>();
-            let out: StringArray = match self.kind {
-                MaskFn::Hash => s
-                    .iter()
-                    .map(|x| x.map(|x| hex(&self.digest(x.as_bytes())[..16])))
-                    .collect(),
-                MaskFn::Partial => s.iter().map(|x| x.map(partial)).collect(),
-            };
-            Arc::new(out)
-        };
-        debug_assert_eq!(out.len(), n);
-        Ok(ColumnarValue::Array(out))
-    }
-}
-
-/// A node no predicate is pushed through: see the module docs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
-pub struct PolicyBarrier {
-    input: LogicalPlan,
-}
-
-impl UserDefinedLogicalNodeCore for PolicyBarrier {
-    fn name(&self) -> &str {
-        "PolicyBarrier"
-    }
-
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        vec![&self.input]
-    }
-
-    fn schema(&self) -> &DFSchemaRef {
-        self.input.schema()
-    }
-
-    fn expressions(&self) -> Vec<Expr> {
-        vec![]
-    }
-
-    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "PolicyBarrier")
-    }
-
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<Expr>,
-        mut inputs: Vec<LogicalPlan>,
-    ) -> DFResult<Self> {
-        match inputs.pop() {
-            Some(input) if inputs.is_empty() => Ok(Self { input }),
-            _ => Err(DataFusionError::Internal(
-                "PolicyBarrier takes one input".into(),
-            )),
-        }
-    }
-
-    // Columns pass through unchanged, so projections may be pushed below it; predicates
-    // may not (the default of `prevent_predicate_push_down_columns`).
-    fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
-        Some(vec![output_columns.to_vec()])
-    }
-}
-
-/// Physical form of [`PolicyBarrier`]: passes batches through, accepts no pushed filter.
-#[derive(Debug)]
-pub struct PolicyBarrierExec {
-    input: Arc<dyn ExecutionPlan>,
-}
-
-impl DisplayAs for PolicyBarrierExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "PolicyBarrierExec")
-    }
-}
-
-impl ExecutionPlan for PolicyBarrierExec {
-    fn name(&self) -> &str {
-        "PolicyBarrierExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(
-            &Arc<dyn datafusion::physical_plan::PhysicalExpr>,
-        ) -> DFResult<datafusion::common::tree_node::TreeNodeRecursion>,
-    ) -> DFResult<datafusion::common::tree_node::TreeNodeRecursion> {
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        match children.pop() {
-            Some(input) if children.is_empty() => Ok(Arc::new(Self { input })),
-            _ => Err(DataFusionError::Internal(
-                "PolicyBarrierExec takes one child".into(),
-            )),
-        }
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> DFResult<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
-    }
-}
-
-/// Plans [`PolicyBarrier`] nodes.
-#[derive(Debug, Default)]
-pub struct PolicyBarrierPlanner;
-
-#[async_trait]
-impl datafusion::physical_planner::ExtensionPlanner for PolicyBarrierPlanner {
-    async fn plan_extension(
-        &self,
-        _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
-        node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
-        _logical_inputs: &[&LogicalPlan],
-        physical_inputs: &[Arc<dyn ExecutionPlan>],
-        _session: &dyn datafusion::catalog::Session,
-        _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
-    ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
-        if node.as_any().downcast_ref::<PolicyBarrier>().is_none() {
-            return Ok(None);
-        }
-        match physical_inputs {
-            [input] => Ok(Some(Arc::new(PolicyBarrierExec {
-                input: Arc::clone(input),
-            }))),
-            _ => Err(DataFusionError::Internal(
-                "PolicyBarrier takes one input".into(),
-            )),
-        }
-    }
-}
-
-/// The catalog as one principal sees it.
-#[derive(Debug)]
-pub struct PrincipalCatalogList {
-    usage: Option<Arc<crate::usage::Usage>>,
-    catalog: Arc<MeshCatalog>,
-    policy: Arc<PolicySet>,
-    principal: Arc<Principal>,
-    state: SessionState,
-}
-
-impl PrincipalCatalogList {
-    /// `principal`'s view of `catalog`; `state` plans row filter expressions.
-    pub fn new(
-        catalog: Arc<MeshCatalog>,
-        policy: Arc<PolicySet>,
-        principal: Arc<Principal>,
-        state: SessionState,
-    ) -> Self {
-        Self {
-            usage: None,
-            catalog,
-            policy,
-            principal,
-            state,
-        }
-    }
-
-    /// Serves `usage` in `mesh.usage`.
-    pub fn with_usage(mut self, usage: Option<Arc<crate::usage::Usage>>) -> Self {
-        self.usage = usage;
-        self
-    }
-
-    fn readable_products(&self, domain: &str) -> Vec<String> {
-        self.policy
-            .mesh
-            .domains
-            .get(domain)
-            .map(|d| {
-                d.products
-                    .values()
-                    .filter(|p| self.policy.can_read(&self.principal, p))
-                    .map(|p| p.name.to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl CatalogProviderList for PrincipalCatalogList {
-    fn register_catalog(
-        &self,
-        _name: String,
-        _catalog: Arc<dyn CatalogProvider>,
-    ) -> Option<Arc<dyn CatalogProvider>> {
-        None
-    }
-
-    fn catalog_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .policy
-            .mesh
-            .domains
-            .keys()
-            .filter(|d| !self.readable_products(d.as_str()).is_empty())
-            .map(|d| d.to_string())
-            .collect();
-        names.push(crate::catalog::system::SYSTEM_CATALOG.to_string());
-        names
-    }
-
-    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        if name == crate::catalog::system::SYSTEM_CATALOG {
-            return Some(Arc::new(crate::catalog::system::SystemCatalog::new(
-                Arc::clone(&self.catalog),
-                Arc::clone(&self.policy),
-                Arc::clone(&self.principal),
-                self.usage.clone(),
-            )));
-        }
-        let products = self.readable_products(name);
-        if products.is_empty() {
-            return None;
-        }
-        Some(Arc::new(PrincipalDomain {
-            domain: name.to_string(),
-            products,
-            list: Arc::new(Self {
-                usage: self.usage.clone(),
-                catalog: Arc::clone(&self.catalog),
-                policy: Arc::clone(&self.policy),
-                principal: Arc::clone(&self.principal),
-                state: self.state.clone(),
-            }),
-        }))
-    }
-}
-
-#[derive(Debug)]
-struct PrincipalDomain {
-    domain: String,
-    products: Vec<String>,
-    list: Arc<PrincipalCatalogList>,
-}
-
-impl CatalogProvider for PrincipalDomain {
-    fn schema_names(&self) -> Vec<String> {
-        self.products.clone()
-    }
-
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        self.products.iter().any(|p| p == name).then(|| {
-            Arc::new(PrincipalProduct {
-                domain: self.domain.clone(),
-                product: name.to_string(),
-                list: Arc::clone(&self.list),
-            }) as Arc<dyn SchemaProvider>
-        })
-    }
-}
-
-#[derive(Debug)]
-struct PrincipalProduct {
-    domain: String,
-    product: String,
-    list: Arc<PrincipalCatalogList>,
-}
-
-impl PrincipalProduct {
-    fn key(&self, name: &str) -> (String, String, String) {
-        (self.domain.clone(), self.product.clone(), name.to_string())
-    }
-}
-
-#[async_trait]
-impl SchemaProvider for PrincipalProduct {
-    fn table_names(&self) -> Vec<String> {
-        self.list
-            .catalog
-            .served()
-            .keys()
-            .filter(|(d, p, _)| d == &self.domain && p == &self.product)
-            .map(|(_, _, t)| t.clone())
-            .collect()
-    }
-
-    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        let key = self.key(name);
-        let Some(served) = self.list.catalog.served_port(&key) else {
-            return Ok(None);
-        };
-        let view = self
-            .list
-            .policy
-            .port_view(
-                &self.list.principal,
-                &key,
-                served.provider,
-                &self.list.state,
-            )
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(view))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.list.catalog.served_port(&self.key(name)).is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partial_keeps_last_four() {
-        assert_eq!(partial("555-123-4567"), "********4567");
-        assert_eq!(partial("abcd"), "****");
-        assert_eq!(partial(""), "");
-    }
 
     #[test]
     fn filter_columns_are_found() {

@@ -1,0 +1,150 @@
+//! The HTTP endpoints: `/metrics` (Prometheus), `/health/live` and `/health/ready`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::error::GatewayError;
+use crate::metrics::esc;
+use crate::state::GatewayState;
+
+/// The Prometheus text exposition: the gateway's counters, and gauges of the engine serving
+/// now (source pools, memory, ports by status).
+pub fn metrics_text(state: &GatewayState) -> String {
+    let mut o = String::new();
+    state.metrics().render(&mut o);
+    let engine = state.engine();
+    let catalog = engine.catalog();
+    let pools = catalog.pool_stats();
+    for (metric, help, pick) in [
+        (
+            "meshgate_source_pool_connections",
+            "Connections a source's pool may hold (pool_size).",
+            (|p: &meshgate_connector::PoolStats| p.size)
+                as fn(&meshgate_connector::PoolStats) -> u64,
+        ),
+        (
+            "meshgate_source_pool_in_use",
+            "Connections of a source's pool running a statement now.",
+            |p| p.in_use,
+        ),
+        (
+            "meshgate_source_pool_waiting",
+            "Statements waiting for a free connection of a source's pool now.",
+            |p| p.waiting,
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {metric} {help}");
+        let _ = writeln!(o, "# TYPE {metric} gauge");
+        for (s, p) in &pools {
+            let _ = writeln!(o, "{metric}{{source=\"{}\"}} {}", esc(s), pick(p));
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP meshgate_memory_pool_reserved_bytes Memory reserved by running queries."
+    );
+    let _ = writeln!(o, "# TYPE meshgate_memory_pool_reserved_bytes gauge");
+    let _ = writeln!(
+        o,
+        "meshgate_memory_pool_reserved_bytes {}",
+        engine.session().runtime_env().memory_pool.reserved()
+    );
+    let _ = writeln!(o, "# HELP meshgate_ports Ports by status.");
+    let _ = writeln!(o, "# TYPE meshgate_ports gauge");
+    let degraded = catalog.degraded_ports().len();
+    let unavailable = catalog.unavailable().len();
+    let _ = writeln!(
+        o,
+        "meshgate_ports{{status=\"ok\"}} {}",
+        catalog.served().len().saturating_sub(degraded)
+    );
+    let _ = writeln!(o, "meshgate_ports{{status=\"degraded\"}} {degraded}");
+    let _ = writeln!(o, "meshgate_ports{{status=\"unavailable\"}} {unavailable}");
+    o
+}
+
+/// The body of `/health/ready`: ports that are degraded or unavailable, and the sources
+/// behind the unavailable ones.
+pub fn ready_json(state: &GatewayState) -> String {
+    let engine = state.engine();
+    let catalog = engine.catalog();
+    let degraded: Vec<serde_json::Value> = catalog
+        .degraded_ports()
+        .iter()
+        .map(|(k, p)| serde_json::json!({ "port": k.to_string(), "problems": p }))
+        .collect();
+    let unavailable = catalog.unavailable();
+    let unavailable_json: Vec<serde_json::Value> = unavailable
+        .iter()
+        .map(|(k, e)| serde_json::json!({ "port": k.to_string(), "error": e.to_string() }))
+        .collect();
+    let mut sources: Vec<String> = unavailable
+        .keys()
+        .filter_map(|k| {
+            catalog
+                .mesh
+                .port(&k.domain, &k.product, &k.port)
+                .map(|p| p.source.to_string())
+        })
+        .collect();
+    sources.sort();
+    sources.dedup();
+    serde_json::json!({
+        "ready": true,
+        "ports": catalog.mesh.ports().count(),
+        "degraded_ports": degraded,
+        "unavailable_ports": unavailable_json,
+        "unavailable_sources": sources,
+    })
+    .to_string()
+}
+
+/// Serves `/metrics`, `/health/live` and `/health/ready` on `listener` until `shutdown`.
+pub async fn serve_http(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let for_metrics = Arc::clone(&state);
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics_text(&for_metrics);
+                async move {
+                    (
+                        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/health/live", get(|| async { "ok\n" }))
+        .route(
+            "/health/ready",
+            get(move || {
+                let body = ready_json(&state);
+                async move { ([(CONTENT_TYPE, "application/json")], body) }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| GatewayError::Unavailable(format!("the HTTP server stopped: {e}")))
+}
+
+/// Binds the HTTP address (`--http-addr`).
+pub async fn bind_http(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let l = TcpListener::bind(addr).await.map_err(|e| {
+        GatewayError::Unavailable(format!("cannot listen on {addr} (--http-addr): {e}"))
+    })?;
+    let local = l
+        .local_addr()
+        .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+    Ok((l, local))
+}
