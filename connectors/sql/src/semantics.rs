@@ -273,6 +273,9 @@ impl<'a> Semantics<'a> {
             Expr::Literal(ScalarValue::Date32(Some(days)), _)
                 if self.caps.flavor == Flavor::Sqlite =>
             {
+                if !date_in_common_range(days) {
+                    return Err(Refusal::new("a date before year 1 or after 9999"));
+                }
                 // SQLite keeps dates as ISO text; `CAST('…' AS DATE)` would make a number.
                 let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
                     .ok_or_else(|| Refusal::new("a date out of range"))?;
@@ -340,8 +343,10 @@ impl<'a> Semantics<'a> {
             | ScalarValue::UInt16(_)
             | ScalarValue::UInt32(_)
             | ScalarValue::UInt64(_)
-            | ScalarValue::Decimal128(..)
-            | ScalarValue::Date32(_) => true,
+            | ScalarValue::Decimal128(..) => true,
+            // Years 1..=9999 only: PostgreSQL spells earlier years `… BC`, MySQL has no DATE
+            // before year 0, and SQLite compares ISO text, where `-0004` sorts wrongly.
+            ScalarValue::Date32(d) => d.is_none_or(|d| self.df() || date_in_common_range(d)),
             ScalarValue::Float32(f) => f.is_none_or(|f| f.is_finite()),
             ScalarValue::Float64(f) => f.is_none_or(|f| f.is_finite()),
             ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => {
@@ -579,6 +584,14 @@ pub fn like_to_glob(pattern: &str) -> String {
     out
 }
 
+/// Whether days since 1970-01-01 fall in years 1..=9999, the dates every SQL dialect spells
+/// `YYYY-MM-DD` and orders like DataFusion.
+fn date_in_common_range(days: i32) -> bool {
+    use chrono::Datelike;
+    chrono::NaiveDate::from_num_days_from_ce_opt(days.saturating_add(719_163))
+        .is_some_and(|d| (1..=9999).contains(&d.year()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +637,18 @@ mod tests {
     }
 
     #[test]
+    fn dates_outside_years_one_to_9999_stay_local() {
+        let date = |days: i32| lit(ScalarValue::Date32(Some(days)));
+        // Days since 1970-01-01: a date six years before year 1, and 10000-01-01.
+        for caps in [&POSTGRES, &MARIADB, &SQLITE] {
+            assert!(check(caps, col("i").lt(date(-721_354))).is_err());
+            assert!(check(caps, col("i").lt(date(2_932_897))).is_err());
+            assert!(check(caps, col("i").lt(date(10_000))).is_ok());
+        }
+        assert!(check(&DATAFUSION, col("i").lt(date(-721_354))).is_ok());
+    }
+
+    #[test]
     fn sqlite_like_is_glob() {
         let e = check(&SQLITE, col("s").like(lit("a%"))).expect("pushed");
         assert!(e.to_string().contains("__meshgate_glob"), "{e}");
@@ -641,3 +666,4 @@ mod tests {
         assert!(check(&POSTGRES, cast(col("s"), DataType::Int64)).is_err());
     }
 }
+
