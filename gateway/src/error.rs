@@ -89,126 +89,281 @@ impl From<GatewayError> for Status {
     }
 }
 
+impl GatewayError {
+    /// A short, stable name of the class, for metrics labels and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidSql(_) => "query",
+            GatewayError::Rejected(_) => "rejected",
+            GatewayError::TooComplex(_) => "too_complex",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::Unavailable(_) => "unavailable",
+            GatewayError::Timeout(_) => "timeout",
+            GatewayError::ResourceExhausted(_) => "resources_exhausted",
+            GatewayError::PermissionDenied(_) => "permission_denied",
+            GatewayError::Unauthenticated(_) => "unauthenticated",
+            GatewayError::ContractViolation(_) => "data",
+            GatewayError::Unimplemented(_) => "unimplemented",
+            GatewayError::PushdownRejected(_) => "pushdown_rejected",
+            GatewayError::Internal { .. } => "internal",
+        }
+    }
+}
+
+/// The error a chain of wrappers comes down to. DataFusion wraps what failed in contexts,
+/// shared handles, diagnostics, boxed `External` errors and Arrow's `ExternalError`; [`leaf`]
+/// walks them once, and both the client's status ([`GatewayError`]) and the metrics label
+/// ([`error_label`]) are read from the leaf, so they cannot disagree.
+#[derive(Debug)]
+enum Leaf<'a> {
+    /// A connector's classified error.
+    Connector(&'a ConnectorError),
+    /// An error the gateway raised inside a plan (a contract check, a limit).
+    Gateway(&'a GatewayError),
+    /// A DataFusion error that wraps nothing.
+    DataFusion(&'a DataFusionError),
+    /// An Arrow error that wraps nothing.
+    Arrow(&'a ArrowError),
+    /// Reading Parquet failed.
+    Parquet(&'a datafusion::parquet::errors::ParquetError),
+    /// An error type the gateway does not know: a bug, reported as internal.
+    Foreign(&'a (dyn std::error::Error + Send + Sync + 'static)),
+}
+
+fn leaf(e: &DataFusionError) -> Leaf<'_> {
+    match e {
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => leaf(inner),
+        DataFusionError::Shared(inner) => leaf(inner),
+        DataFusionError::Collection(list) => list.first().map_or(Leaf::DataFusion(e), leaf),
+        DataFusionError::ArrowError(a, _) => arrow_leaf(a),
+        DataFusionError::ParquetError(p) => Leaf::Parquet(p),
+        DataFusionError::External(inner) => external_leaf(inner.as_ref()),
+        DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::SQL(..)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::Internal(_)
+        | DataFusionError::Plan(_)
+        | DataFusionError::Configuration(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::Execution(_)
+        | DataFusionError::ExecutionJoin(_)
+        | DataFusionError::ResourcesExhausted(_)
+        | DataFusionError::Substrait(_)
+        | DataFusionError::Ffi(_) => Leaf::DataFusion(e),
+    }
+}
+
+fn arrow_leaf(a: &ArrowError) -> Leaf<'_> {
+    match a {
+        ArrowError::ExternalError(inner) => external_leaf(inner.as_ref()),
+        ArrowError::NotYetImplemented(_)
+        | ArrowError::CastError(_)
+        | ArrowError::MemoryError(_)
+        | ArrowError::ParseError(_)
+        | ArrowError::SchemaError(_)
+        | ArrowError::ComputeError(_)
+        | ArrowError::DivideByZero
+        | ArrowError::ArithmeticOverflow(_)
+        | ArrowError::CsvError(_)
+        | ArrowError::JsonError(_)
+        | ArrowError::AvroError(_)
+        | ArrowError::IoError(..)
+        | ArrowError::IpcError(_)
+        | ArrowError::InvalidArgumentError(_)
+        | ArrowError::ParquetError(_)
+        | ArrowError::CDataInterface(_)
+        | ArrowError::DictionaryKeyOverflowError
+        | ArrowError::RunEndIndexOverflowError
+        | ArrowError::OffsetOverflowError(_) => Leaf::Arrow(a),
+    }
+}
+
+fn external_leaf<'a>(inner: &'a (dyn std::error::Error + Send + Sync + 'static)) -> Leaf<'a> {
+    if let Some(c) = inner.downcast_ref::<ConnectorError>() {
+        Leaf::Connector(c)
+    } else if let Some(g) = inner.downcast_ref::<GatewayError>() {
+        Leaf::Gateway(g)
+    } else if let Some(d) = inner.downcast_ref::<DataFusionError>() {
+        leaf(d)
+    } else if let Some(a) = inner.downcast_ref::<ArrowError>() {
+        arrow_leaf(a)
+    } else if let Some(p) = inner.downcast_ref::<datafusion::parquet::errors::ParquetError>() {
+        Leaf::Parquet(p)
+    } else {
+        Leaf::Foreign(inner)
+    }
+}
+
+impl Leaf<'_> {
+    /// The client's error; `Err` carries the detail of an internal error, for the log only.
+    fn classify(&self) -> Result<GatewayError, String> {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            Ok(GatewayError::Unavailable(format!(
+                "cannot read the source data: {e}"
+            )))
+        };
+        match self {
+            Leaf::Connector(c) => Ok(connector_error(c)),
+            Leaf::Gateway(g) => Ok((*g).clone()),
+            Leaf::Parquet(p) => unreadable(p),
+            Leaf::Foreign(e) => Err(format!("{e:?}")),
+            Leaf::Arrow(a) => arrow_error(a),
+            Leaf::DataFusion(d) => match d {
+                DataFusionError::SQL(inner, _) => {
+                    Ok(GatewayError::InvalidSql(format!("SQL error: {inner}")))
+                }
+                DataFusionError::Plan(m) | DataFusionError::Execution(m) => {
+                    Ok(GatewayError::InvalidSql(m.trim().to_string()))
+                }
+                DataFusionError::SchemaError(inner, _) => {
+                    Ok(GatewayError::InvalidSql(inner.to_string()))
+                }
+                DataFusionError::NotImplemented(m) => {
+                    Ok(GatewayError::InvalidSql(format!("not supported: {m}")))
+                }
+                DataFusionError::Configuration(m) => Ok(GatewayError::BadRequest(m.clone())),
+                DataFusionError::Substrait(m) => Ok(GatewayError::Unimplemented(m.clone())),
+                DataFusionError::ResourcesExhausted(m) => Ok(GatewayError::ResourceExhausted(
+                    format!("the query needs more memory than it may use: {m}"),
+                )),
+                DataFusionError::ObjectStore(e) => unreadable(e),
+                DataFusionError::IoError(e) => unreadable(e),
+                DataFusionError::Internal(_)
+                | DataFusionError::ExecutionJoin(_)
+                | DataFusionError::Ffi(_)
+                | DataFusionError::ArrowError(..)
+                | DataFusionError::ParquetError(_)
+                | DataFusionError::External(_)
+                | DataFusionError::Context(..)
+                | DataFusionError::Diagnostic(..)
+                | DataFusionError::Shared(_)
+                | DataFusionError::Collection(_) => Err(format!("{d:?}")),
+            },
+        }
+    }
+}
+
+fn connector_error(e: &ConnectorError) -> GatewayError {
+    let m = e.message.clone();
+    match e.class {
+        ErrorClass::InvalidConfig => {
+            GatewayError::Unavailable(format!("misconfigured source: {m}"))
+        }
+        ErrorClass::NotFound => GatewayError::NotFound(m),
+        ErrorClass::Unavailable => GatewayError::Unavailable(m),
+        ErrorClass::Timeout => GatewayError::Timeout(m),
+        ErrorClass::PermissionDenied => {
+            GatewayError::Unavailable(format!("the source refused access: {m}"))
+        }
+        ErrorClass::CallerDenied => GatewayError::PermissionDenied(m),
+        ErrorClass::Data => GatewayError::ContractViolation(m),
+        ErrorClass::Query => GatewayError::InvalidSql(m),
+        ErrorClass::PushdownRejected => GatewayError::PushdownRejected(m),
+        ErrorClass::Internal => GatewayError::internal(m),
+    }
+}
+
+fn connector_label(c: ErrorClass) -> &'static str {
+    match c {
+        ErrorClass::InvalidConfig => "invalid_config",
+        ErrorClass::NotFound => "not_found",
+        ErrorClass::Unavailable => "unavailable",
+        ErrorClass::Timeout => "timeout",
+        ErrorClass::PermissionDenied => "permission_denied",
+        ErrorClass::CallerDenied => "caller_denied",
+        ErrorClass::Data => "data",
+        ErrorClass::Query => "query",
+        ErrorClass::PushdownRejected => "pushdown_rejected",
+        ErrorClass::Internal => "internal",
+    }
+}
+
+fn arrow_error(a: &ArrowError) -> Result<GatewayError, String> {
+    let query = |m: String| Ok(GatewayError::InvalidSql(m));
+    match a {
+        ArrowError::DivideByZero => query("division by zero".into()),
+        ArrowError::ArithmeticOverflow(m) => query(format!("arithmetic overflow: {m}")),
+        ArrowError::CastError(m) => query(format!("cannot cast: {m}")),
+        ArrowError::ParseError(m) => query(format!("cannot parse: {m}")),
+        ArrowError::ComputeError(m)
+        | ArrowError::InvalidArgumentError(m)
+        | ArrowError::SchemaError(m) => query(m.clone()),
+        ArrowError::NotYetImplemented(m) => query(format!("not supported: {m}")),
+        ArrowError::MemoryError(m) => Ok(GatewayError::ResourceExhausted(format!(
+            "the query needs more memory than it may use: {m}"
+        ))),
+        ArrowError::DictionaryKeyOverflowError
+        | ArrowError::RunEndIndexOverflowError
+        | ArrowError::OffsetOverflowError(_) => Ok(GatewayError::ResourceExhausted(format!(
+            "a result column exceeds Arrow's size limits ({a}); select fewer rows or smaller \
+             values"
+        ))),
+        ArrowError::CsvError(m)
+        | ArrowError::JsonError(m)
+        | ArrowError::AvroError(m)
+        | ArrowError::ParquetError(m)
+        | ArrowError::IpcError(m) => Ok(GatewayError::Unavailable(format!(
+            "cannot read the source data: {m}"
+        ))),
+        ArrowError::IoError(m, _) => Ok(GatewayError::Unavailable(format!(
+            "cannot read the source data: {m}"
+        ))),
+        ArrowError::CDataInterface(_) | ArrowError::ExternalError(_) => Err(format!("{a:?}")),
+    }
+}
+
+/// The metrics label of a failure: the connector's class when a connector failed, else the
+/// class of the error the client receives.
+pub fn error_label(e: &DataFusionError) -> &'static str {
+    match leaf(e) {
+        Leaf::Connector(c) => connector_label(c.class),
+        other => other.classify().map_or("internal", |g| g.label()),
+    }
+}
+
 impl From<ConnectorError> for GatewayError {
     fn from(e: ConnectorError) -> Self {
-        match e.class {
-            ErrorClass::InvalidConfig => {
-                Self::Unavailable(format!("misconfigured source: {}", e.message))
-            }
-            ErrorClass::NotFound => Self::NotFound(e.message),
-            ErrorClass::Unavailable => Self::Unavailable(e.message),
-            ErrorClass::Timeout => Self::Timeout(e.message),
-            ErrorClass::PermissionDenied => {
-                Self::Unavailable(format!("the source refused access: {}", e.message))
-            }
-            ErrorClass::CallerDenied => Self::PermissionDenied(e.message),
-            ErrorClass::Data => Self::ContractViolation(e.message),
-            ErrorClass::Query => Self::InvalidSql(e.message),
-            ErrorClass::PushdownRejected => Self::PushdownRejected(e.message),
-            ErrorClass::Internal => Self::internal(e.message),
-        }
+        connector_error(&e)
     }
 }
 
 impl From<DataFusionError> for GatewayError {
     fn from(e: DataFusionError) -> Self {
-        classify(&e).unwrap_or_else(|| Self::internal(format!("{e:?}")))
-    }
-}
-
-impl From<arrow_flight::error::FlightError> for GatewayError {
-    fn from(e: arrow_flight::error::FlightError) -> Self {
-        match e {
-            arrow_flight::error::FlightError::Arrow(a) => a.into(),
-            other => Self::internal(other),
-        }
+        leaf(&e).classify().unwrap_or_else(Self::internal)
     }
 }
 
 impl From<ArrowError> for GatewayError {
     fn from(e: ArrowError) -> Self {
-        classify_arrow(&e).unwrap_or_else(|| Self::internal(format!("{e:?}")))
+        arrow_leaf(&e).classify().unwrap_or_else(Self::internal)
     }
 }
 
-fn classify(e: &DataFusionError) -> Option<GatewayError> {
-    Some(match e {
-        DataFusionError::SQL(inner, _) => GatewayError::InvalidSql(format!("SQL error: {inner}")),
-        DataFusionError::Plan(m) => GatewayError::InvalidSql(m.trim().to_string()),
-        DataFusionError::SchemaError(inner, _) => GatewayError::InvalidSql(inner.to_string()),
-        DataFusionError::NotImplemented(m) => {
-            GatewayError::InvalidSql(format!("not supported: {m}"))
+impl From<arrow_flight::error::FlightError> for GatewayError {
+    fn from(e: arrow_flight::error::FlightError) -> Self {
+        use arrow_flight::error::FlightError as F;
+        match e {
+            F::Arrow(a) => a.into(),
+            F::ExternalError(inner) => external_leaf(inner.as_ref())
+                .classify()
+                .unwrap_or_else(Self::internal),
+            F::NotYetImplemented(m) => Self::Unimplemented(m),
+            F::ProtocolError(m) | F::DecodeError(m) => {
+                Self::BadRequest(format!("malformed Flight data: {m}"))
+            }
+            F::Tonic(status) => {
+                Self::Unavailable(format!("the stream failed: {}", status.message()))
+            }
         }
-        DataFusionError::ResourcesExhausted(m) => GatewayError::ResourceExhausted(format!(
-            "the query needs more memory than it may use: {m}"
-        )),
-        DataFusionError::ArrowError(a, _) => return classify_arrow(a),
-        DataFusionError::External(inner) => return classify_external(inner.as_ref()),
-        DataFusionError::Context(_, inner) => return classify(inner),
-        DataFusionError::Shared(inner) => return classify(inner),
-        DataFusionError::Diagnostic(_, inner) => return classify(inner),
-        DataFusionError::Collection(list) => return list.first().and_then(classify),
-        DataFusionError::ExecutionJoin(_) => return None,
-        DataFusionError::ObjectStore(e) => {
-            GatewayError::Unavailable(format!("cannot read the source data: {e}"))
-        }
-        DataFusionError::IoError(e) => {
-            GatewayError::Unavailable(format!("cannot read the source data: {e}"))
-        }
-        DataFusionError::Execution(m) if m.contains("Cancel") => {
-            GatewayError::Unavailable(m.trim().to_string())
-        }
-        DataFusionError::Execution(m) => GatewayError::InvalidSql(m.trim().to_string()),
-        _ => return None,
-    })
-}
-
-fn classify_external(
-    inner: &(dyn std::error::Error + Send + Sync + 'static),
-) -> Option<GatewayError> {
-    if let Some(c) = inner.downcast_ref::<ConnectorError>() {
-        return Some(c.clone().into());
     }
-    if let Some(g) = inner.downcast_ref::<GatewayError>() {
-        return Some(match g {
-            GatewayError::InvalidSql(m) => GatewayError::InvalidSql(m.clone()),
-            GatewayError::ContractViolation(m) => GatewayError::ContractViolation(m.clone()),
-            GatewayError::Timeout(m) => GatewayError::Timeout(m.clone()),
-            GatewayError::ResourceExhausted(m) => GatewayError::ResourceExhausted(m.clone()),
-            GatewayError::PermissionDenied(m) => GatewayError::PermissionDenied(m.clone()),
-            GatewayError::NotFound(m) => GatewayError::NotFound(m.clone()),
-            GatewayError::Unavailable(m) => GatewayError::Unavailable(m.clone()),
-            GatewayError::PushdownRejected(m) => GatewayError::PushdownRejected(m.clone()),
-            other => GatewayError::internal(other),
-        });
-    }
-    if let Some(d) = inner.downcast_ref::<DataFusionError>() {
-        return classify(d);
-    }
-    if let Some(a) = inner.downcast_ref::<ArrowError>() {
-        return classify_arrow(a);
-    }
-    None
-}
-
-fn classify_arrow(a: &ArrowError) -> Option<GatewayError> {
-    Some(match a {
-        ArrowError::DivideByZero => GatewayError::InvalidSql("division by zero".into()),
-        ArrowError::ArithmeticOverflow(m) => {
-            GatewayError::InvalidSql(format!("arithmetic overflow: {m}"))
-        }
-        ArrowError::CastError(m) => GatewayError::InvalidSql(format!("cannot cast: {m}")),
-        ArrowError::ComputeError(m) => GatewayError::InvalidSql(m.clone()),
-        ArrowError::ParseError(m) => GatewayError::InvalidSql(format!("cannot parse: {m}")),
-        ArrowError::InvalidArgumentError(m) => GatewayError::InvalidSql(m.clone()),
-        ArrowError::ExternalError(inner) => return classify_external(inner.as_ref()),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn connector_classes_map_to_codes() {
@@ -226,6 +381,54 @@ mod tests {
         assert_eq!(s.code(), tonic::Code::Internal);
         assert!(!s.message().contains("secret"));
         assert!(s.message().contains("correlation id"));
+    }
+
+    #[test]
+    fn wrapped_errors_are_classified_by_their_leaf() {
+        let connector = || {
+            ConnectorError::new(ErrorClass::PermissionDenied, "source `x` refused")
+                .into_datafusion()
+        };
+        let wrapped = DataFusionError::Context(
+            "reading".into(),
+            Box::new(DataFusionError::Shared(Arc::new(
+                DataFusionError::ArrowError(
+                    Box::new(ArrowError::ExternalError(Box::new(connector()))),
+                    None,
+                ),
+            ))),
+        );
+        assert_eq!(error_label(&wrapped), "permission_denied");
+        let s: Status = GatewayError::from(wrapped).into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(s.message().contains("refused"), "{}", s.message());
+
+        let overflow =
+            DataFusionError::ArrowError(Box::new(ArrowError::OffsetOverflowError(1)), None);
+        assert_eq!(error_label(&overflow), "resources_exhausted");
+        let csv =
+            DataFusionError::ArrowError(Box::new(ArrowError::CsvError("bad row".into())), None);
+        assert_eq!(
+            Status::from(GatewayError::from(csv)).code(),
+            tonic::Code::Unavailable
+        );
+        let gw = DataFusionError::External(Box::new(GatewayError::Timeout("slow".into())));
+        assert_eq!(error_label(&gw), "timeout");
+    }
+
+    #[test]
+    fn unknown_and_internal_errors_are_internal() {
+        let foreign = DataFusionError::External("some library's error".into());
+        assert_eq!(error_label(&foreign), "internal");
+        assert_eq!(
+            Status::from(GatewayError::from(foreign)).code(),
+            tonic::Code::Internal
+        );
+        let bug = DataFusionError::Internal("invariant".into());
+        assert_eq!(
+            Status::from(GatewayError::from(bug)).code(),
+            tonic::Code::Internal
+        );
     }
 
     #[test]

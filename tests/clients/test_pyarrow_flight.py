@@ -77,7 +77,11 @@ def test_jdbc_connect_sequence(client):
         assert t.column(0).to_pylist() == ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"]
     close = pb.ActionClosePreparedStatementRequest(prepared_statement_handle=res.prepared_statement_handle)
     list(client.do_action(fl.Action("ClosePreparedStatement", any_of(close)), opts))
-    with pytest.raises(pa.ArrowKeyError, match="closed or expired"):
+    # Handles are stateless (any replica serves them): one that was altered is refused.
+    forged = bytearray(res.prepared_statement_handle)
+    forged[-1] ^= 1
+    cmd = pb.CommandPreparedStatementQuery(prepared_statement_handle=bytes(forged))
+    with pytest.raises(pa.ArrowInvalid, match="not issued by this gateway or was altered"):
         client.get_flight_info(fl.FlightDescriptor.for_command(any_of(cmd)), opts)
 
 

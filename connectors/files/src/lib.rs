@@ -360,14 +360,15 @@ fn port_plan(
     opts: &FilesOptions,
     port: &PortRequest,
     probe: Probe,
-) -> Result<(ListingTableUrl, ListingOptions), String> {
+) -> Result<(ListingTableUrl, ListingOptions), ConnectorError> {
+    let config = |m: String| ConnectorError::new(ErrorClass::InvalidConfig, m);
     let PortShape {
         location,
         entry,
         port_opts,
         format,
-    } = port_shape(port)?;
-    let base = base_url(ctx, opts, probe == Probe::Local)?;
+    } = port_shape(port).map_err(config)?;
+    let base = base_url(ctx, opts, probe == Probe::Local).map_err(config)?;
     let location = location.trim_start_matches('/');
     let is_glob = location.contains(['*', '?', '[']);
     let local = url::Url::parse(&base)
@@ -397,7 +398,10 @@ fn port_plan(
                 // A single named file is read whatever its extension.
                 extension = String::new();
             } else {
-                return Err(format!("location `{}` does not exist", path.display()));
+                return Err(ConnectorError::new(
+                    ErrorClass::NotFound,
+                    format!("location `{}` does not exist", path.display()),
+                ));
             }
         }
     }
@@ -410,13 +414,14 @@ fn port_plan(
             .unwrap_or(0);
         let (dir, pattern) = location.split_at(split);
         let dir_url = url::Url::parse(&format!("{base}{dir}"))
-            .map_err(|e| format!("invalid location `{location}`: {e}"))?;
-        let glob =
-            glob::Pattern::new(pattern).map_err(|e| format!("invalid glob `{pattern}`: {e}"))?;
+            .map_err(|e| config(format!("invalid location `{location}`: {e}")))?;
+        let glob = glob::Pattern::new(pattern)
+            .map_err(|e| config(format!("invalid glob `{pattern}`: {e}")))?;
         ListingTableUrl::try_new(dir_url, Some(glob))
-            .map_err(|e| format!("invalid location `{location}`: {e}"))?
+            .map_err(|e| config(format!("invalid location `{location}`: {e}")))?
     } else {
-        ListingTableUrl::parse(&full).map_err(|e| format!("invalid location `{full}`: {e}"))?
+        ListingTableUrl::parse(&full)
+            .map_err(|e| config(format!("invalid location `{full}`: {e}")))?
     };
     let listing = ListingOptions::new(format).with_file_extension(extension);
     Ok((url, listing))
@@ -463,7 +468,7 @@ impl ConnectorFactory for FilesFactory {
             .filter_map(|(i, p)| {
                 port_plan(ctx, &opts, p, Probe::Static)
                     .err()
-                    .map(|e| (Some(i), e))
+                    .map(|e| (Some(i), e.message))
             })
             .collect()
     }
@@ -602,14 +607,8 @@ impl Connector for FilesConnector {
             }
             None => Probe::Local,
         };
-        let (url, listing) = port_plan(&self.ctx, &self.opts, port, probe).map_err(|e| {
-            let class = if e.contains("does not exist") {
-                ErrorClass::NotFound
-            } else {
-                ErrorClass::InvalidConfig
-            };
-            err(class, e)
-        })?;
+        let (url, listing) =
+            port_plan(&self.ctx, &self.opts, port, probe).map_err(|e| err(e.class, e.message))?;
         // Listings are cached per port (the key names the port), reused for `listing_ttl`.
         let url = url.with_table_ref(TableReference::bare(port.display_name.as_str()));
         let listed_at = Instant::now();

@@ -666,4 +666,3 @@ mod tests {
         assert!(check(&POSTGRES, cast(col("s"), DataType::Int64)).is_err());
     }
 }
-

@@ -27,7 +27,6 @@ use datafusion::physical_plan::metrics::{
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
-use meshgate_connector::{ConnectorError, ErrorClass};
 use meshgate_connector_sql::FederatedSqlExec;
 
 use crate::catalog::contract::ContractExec;
@@ -46,35 +45,6 @@ pub struct QueryObservers {
 }
 
 /// The error class of a failed sub-query, for the `class` label.
-fn error_class(e: &datafusion::error::DataFusionError) -> &'static str {
-    use datafusion::error::DataFusionError as E;
-    match e {
-        E::External(inner) => inner
-            .downcast_ref::<ConnectorError>()
-            .map_or("internal", |c| class_name(c.class)),
-        E::Context(_, inner) => error_class(inner),
-        E::Shared(inner) => error_class(inner),
-        E::ResourcesExhausted(_) => "resources_exhausted",
-        E::ArrowError(..) => "data",
-        _ => "internal",
-    }
-}
-
-fn class_name(c: ErrorClass) -> &'static str {
-    match c {
-        ErrorClass::InvalidConfig => "invalid_config",
-        ErrorClass::NotFound => "not_found",
-        ErrorClass::Unavailable => "unavailable",
-        ErrorClass::Timeout => "timeout",
-        ErrorClass::PermissionDenied => "permission_denied",
-        ErrorClass::CallerDenied => "caller_denied",
-        ErrorClass::Data => "data",
-        ErrorClass::Query => "query",
-        ErrorClass::PushdownRejected => "pushdown_rejected",
-        ErrorClass::Internal => "internal",
-    }
-}
-
 /// One sub-query: the partitions of one execution of a [`SourceReadExec`] share it. It ends
 /// the span and reports latency when the last partition's stream ends or is dropped (a
 /// cancelled query reports what ran).
@@ -93,7 +63,7 @@ impl SubQuery {
             .error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        error.get_or_insert(error_class(e));
+        error.get_or_insert(crate::error::error_label(e));
     }
 }
 
