@@ -208,3 +208,117 @@ async fn ctes_subqueries_unions_windows_and_explain() {
         .expect_err("division by zero");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
 }
+
+/// Two replicas sharing the ticket key, as behind a load balancer: a statement prepared and
+/// bound on one executes on the other (the parameters travel in the handle DoPut returns);
+/// a replica with another key refuses the handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_move_between_replicas_sharing_the_ticket_key() {
+    use arrow_flight::sql::{
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+        CommandPreparedStatementQuery, DoPutPreparedStatementResult, ProstMessageExt,
+    };
+    use prost::Message;
+
+    let shared = |secret: &[u8]| {
+        let mut opts = meshgate::server::GatewayOptions::default();
+        opts.flight.ticket_secret = Some(secret.to_vec());
+        opts
+    };
+    let key = b"a secret every replica of this mesh shares, 32+ bytes";
+    let a = TestGateway::start_with(&demo_dir(), shared(key)).await;
+    let b = TestGateway::start_with(&demo_dir(), shared(key)).await;
+    let other = TestGateway::start_with(
+        &demo_dir(),
+        shared(b"another mesh's secret, 32 bytes or more"),
+    )
+    .await;
+    let (mut ca, mut cb, mut co) = (a.client().await, b.client().await, other.client().await);
+
+    let create = ActionCreatePreparedStatementRequest {
+        query: "SELECT count(*) AS n FROM customers.crm.nation WHERE n_regionkey = $1".into(),
+        transaction_id: None,
+    };
+    let action =
+        arrow_flight::Action::new("CreatePreparedStatement", create.as_any().encode_to_vec());
+    let mut results = ca.do_action(action).await.expect("create on A");
+    let body = results
+        .message()
+        .await
+        .expect("result")
+        .expect("a result")
+        .body;
+    let created: ActionCreatePreparedStatementResult = Any::decode(body)
+        .expect("any")
+        .unpack()
+        .expect("unpack")
+        .expect("result");
+
+    // Bind $1 = 3 on A; A answers with a new handle carrying the parameters.
+    let params = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![3]))],
+    )
+    .expect("params");
+    let cmd = CommandPreparedStatementQuery {
+        prepared_statement_handle: created.prepared_statement_handle.clone(),
+    };
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
+    let data: Vec<_> = arrow_flight::encode::FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(vec![Ok(params)]))
+        .map(|d| d.expect("encode"))
+        .collect()
+        .await;
+    let put = ca
+        .do_put(futures::stream::iter(data))
+        .await
+        .expect("bind on A")
+        .message()
+        .await
+        .expect("put result")
+        .expect("a put result");
+    let bound = DoPutPreparedStatementResult::decode(put.app_metadata)
+        .expect("decode")
+        .prepared_statement_handle
+        .expect("a new handle");
+    assert_ne!(bound, created.prepared_statement_handle);
+
+    // Execute on B: same answer as A would give (5 nations in region 3, EUROPE).
+    let cmd = CommandPreparedStatementQuery {
+        prepared_statement_handle: bound.clone(),
+    };
+    let info = plan_command(&mut cb, &cmd).await.expect("plan on B");
+    let got = fetch(&mut cb, info).await.expect("fetch on B");
+    assert_eq!(got[0].column(0).as_primitive::<Int64Type>().value(0), 5);
+
+    // A replica of another mesh (another key) refuses the handle, saying why.
+    let e = plan_command(&mut co, &cmd).await.expect_err("another key");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(
+        e.message()
+            .contains("not issued by this gateway or was altered"),
+        "{e}"
+    );
+}
+
+/// GetFlightInfo for a Flight SQL command, with the client's session token.
+async fn plan_command(
+    c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    cmd: &arrow_flight::sql::CommandPreparedStatementQuery,
+) -> Result<arrow_flight::FlightInfo, tonic::Status> {
+    use arrow_flight::sql::ProstMessageExt;
+    use prost::Message;
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
+    let mut req = tonic::Request::new(descriptor);
+    if let Some(t) = c.token() {
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    c.inner_mut()
+        .get_flight_info(req)
+        .await
+        .map(tonic::Response::into_inner)
+}

@@ -153,8 +153,12 @@ async fn remote_errors_name_the_source_and_keep_their_class() {
 
     // A remote that is gone.
     let addr = remote.addr;
-    drop(remote);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        remote.shutdown_and_wait(),
+    )
+    .await
+    .expect("the remote stops");
     let mesh = local_mesh(&addr, "platform-pw");
     let local = TestGateway::start(mesh.path()).await;
     let mut c = local.client().await;

@@ -640,7 +640,7 @@ async fn runtime_drift_degrades_and_recovers_a_port() {
     ))
     .await
     .expect("compatible alter");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    drift_checks_after_now(&mut c, "payments").await;
     query(&mut c, sum)
         .await
         .expect("compatible change keeps serving");
@@ -794,4 +794,28 @@ async fn source_metrics_show_latency_errors_and_pool_use() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(sample(&metrics(), pg_count).is_some_and(|n| n >= 4.0));
+}
+
+/// Waits (at most 30 s) until two drift checks of `port` completed after this call, so that
+/// one of them started after whatever the caller changed at the source.
+async fn drift_checks_after_now(
+    c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    port: &str,
+) {
+    let sql = format!(
+        "SELECT CAST(last_drift_check AS VARCHAR) AS t FROM mesh.catalog.ports WHERE port = '{port}'"
+    );
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while seen.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no drift check ran: {seen:?}"
+        );
+        let t = text(&query(c, &sql).await.expect("catalog"));
+        if seen.last() != Some(&t) {
+            seen.push(t);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
