@@ -57,6 +57,47 @@ pub struct MeshDoc {
     /// Directory for the gateway's state (usage records), relative to this file.
     #[serde(default)]
     pub state_dir: Option<String>,
+    /// Admission control and query limits. Every key has a safe default.
+    #[serde(default)]
+    pub limits: Option<LimitsDoc>,
+}
+
+/// `limits` in `mesh.yaml`: how many queries run and wait, for how long, and per consumer.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDoc {
+    /// Most queries executing at once (default: 2 per core, at least 4).
+    #[serde(default)]
+    pub max_running_queries: Option<u32>,
+    /// Most queries waiting for a slot; past it queries are refused at once with
+    /// RESOURCE_EXHAUSTED (default: 8 times `max_running_queries`).
+    #[serde(default)]
+    pub max_queued_queries: Option<u32>,
+    /// How long a query may wait for a slot before RESOURCE_EXHAUSTED (default 30000).
+    #[serde(default)]
+    pub queue_timeout_ms: Option<u64>,
+    /// Most queries one principal runs at once (default: half of `max_running_queries`, at
+    /// least 1), so that one consumer cannot take every slot.
+    #[serde(default)]
+    pub principal_max_running_queries: Option<u32>,
+    /// Longest a query may run, planning and streaming included (default 900); a client's
+    /// shorter gRPC deadline applies too.
+    #[serde(default)]
+    pub max_query_time_s: Option<u64>,
+    /// Per-group overrides of `principal_max_running_queries`: a principal in several listed
+    /// groups gets the largest.
+    #[serde(default)]
+    pub groups: Vec<GroupLimitDoc>,
+}
+
+/// One entry of `limits.groups`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimitDoc {
+    /// The group.
+    pub group: String,
+    /// Most queries each member runs at once.
+    pub max_running_queries: u32,
 }
 
 /// `auth` in `mesh.yaml`.

@@ -57,8 +57,10 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
     let mut policies = Policies::default();
     let mut audit = None;
     let mut state_dir = None;
+    let mut limits = Limits::default();
     if let Some(doc) = mesh_doc {
         state_dir = doc.state_dir.as_ref().map(|d| dir.join(d));
+        limits = build_limits(doc.limits, &mesh_path, &mut errors);
         auth = security::build_auth(doc.auth, dir, &mesh_path, &mut errors);
         policies = security::build_policies(doc.policies, dir, &mesh_path, &mut errors);
         audit = security::build_audit(doc.audit, dir);
@@ -210,9 +212,59 @@ pub fn load_mesh_lenient(dir: &Path) -> (Mesh, Vec<ConfigError>) {
             policies,
             audit,
             state_dir,
+            limits,
         },
         errors,
     )
+}
+
+fn build_limits(
+    doc: Option<crate::doc::LimitsDoc>,
+    mesh_path: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Limits {
+    let Some(doc) = doc else {
+        return Limits::default();
+    };
+    let mut zero = |key: &str| {
+        errors.push(ConfigError::new(
+            Origin::file(mesh_path),
+            format!("limits.{key} must be at least 1"),
+        ));
+    };
+    for (key, v) in [
+        (
+            "max_running_queries",
+            doc.max_running_queries.map(u64::from),
+        ),
+        (
+            "principal_max_running_queries",
+            doc.principal_max_running_queries.map(u64::from),
+        ),
+        ("queue_timeout_ms", doc.queue_timeout_ms),
+        ("max_query_time_s", doc.max_query_time_s),
+    ] {
+        if v == Some(0) {
+            zero(key);
+        }
+    }
+    for g in &doc.groups {
+        if g.max_running_queries == 0 {
+            zero(&format!("groups[{}].max_running_queries", g.group));
+        }
+    }
+    Limits {
+        max_running_queries: doc.max_running_queries,
+        max_queued_queries: doc.max_queued_queries,
+        queue_timeout_ms: doc.queue_timeout_ms,
+        principal_max_running_queries: doc.principal_max_running_queries,
+        max_query_time_s: doc.max_query_time_s,
+        groups: doc
+            .groups
+            .into_iter()
+            .map(|g| (g.group, g.max_running_queries))
+            .collect(),
+    }
 }
 
 type PendingFk = (

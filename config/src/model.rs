@@ -101,6 +101,25 @@ pub struct Mesh {
     pub audit: Option<AuditTarget>,
     /// State directory (usage records), resolved against the mesh directory.
     pub state_dir: Option<PathBuf>,
+    /// `limits`, as written (the gateway fills in the defaults).
+    pub limits: Limits,
+}
+
+/// Validated `limits`; `None` where the gateway derives the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most queries executing at once.
+    pub max_running_queries: Option<u32>,
+    /// Most queries waiting for a slot.
+    pub max_queued_queries: Option<u32>,
+    /// Longest wait for a slot, in milliseconds.
+    pub queue_timeout_ms: Option<u64>,
+    /// Most queries one principal runs at once.
+    pub principal_max_running_queries: Option<u32>,
+    /// Longest a query may run, in seconds.
+    pub max_query_time_s: Option<u64>,
+    /// Per-group `(group, most running queries per member)`.
+    pub groups: Vec<(String, u32)>,
 }
 
 /// Where audit records go.

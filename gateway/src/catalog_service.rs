@@ -32,10 +32,15 @@ impl CatalogService {
     }
 
     /// Authenticates and records a call; the caller's view of the mesh.
-    fn view<T>(&self, request: &Request<T>, call: CatalogCall) -> Result<CatalogView, Status> {
+    async fn view<T>(
+        &self,
+        request: &Request<T>,
+        call: CatalogCall,
+    ) -> Result<CatalogView, Status> {
         let call = self
             .state
-            .authenticate_and_record(Rpc::Catalog(call), CallMeta::of(request))?;
+            .authenticate_and_record(Rpc::Catalog(call), CallMeta::of(request))
+            .await?;
         Ok(self.state.view(&call))
     }
 }
@@ -83,7 +88,7 @@ impl Catalog for CatalogService {
         &self,
         request: Request<ListDomainsRequest>,
     ) -> Result<Response<ListDomainsResponse>, Status> {
-        let view = self.view(&request, CatalogCall::ListDomains)?;
+        let view = self.view(&request, CatalogCall::ListDomains).await?;
         let mut domains: Vec<Domain> = Vec::new();
         for p in view.products() {
             match domains.iter_mut().find(|d| d.name == p.domain.as_str()) {
@@ -107,7 +112,7 @@ impl Catalog for CatalogService {
         &self,
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
-        let view = self.view(&request, CatalogCall::ListProducts)?;
+        let view = self.view(&request, CatalogCall::ListProducts).await?;
         let q = request.into_inner();
         let products = view
             .products()
@@ -124,7 +129,7 @@ impl Catalog for CatalogService {
         &self,
         request: Request<GetProductRequest>,
     ) -> Result<Response<ProductMsg>, Status> {
-        let view = self.view(&request, CatalogCall::GetProduct)?;
+        let view = self.view(&request, CatalogCall::GetProduct).await?;
         let q = request.into_inner();
         let wanted = ProductRef {
             domain: q.domain,

@@ -42,6 +42,7 @@ pub fn metrics_text(state: &GatewayState) -> String {
             let _ = writeln!(o, "{metric}{{source=\"{}\"}} {}", esc(s), pick(p));
         }
     }
+    admission_metrics(&mut o, engine.admission());
     let _ = writeln!(
         o,
         "# HELP meshgate_memory_pool_reserved_bytes Memory reserved by running queries."
@@ -147,4 +148,64 @@ pub async fn bind_http(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Ga
         .local_addr()
         .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
     Ok((l, local))
+}
+
+/// Admission control: slots in use, queue, and per principal running, queued and refused.
+fn admission_metrics(o: &mut String, a: &crate::query::admission::Admission) {
+    let limits = a.limits();
+    for (metric, help, value) in [
+        (
+            "meshgate_queries_running",
+            "Queries holding an admission slot now.",
+            a.running() as u64,
+        ),
+        (
+            "meshgate_queries_queued",
+            "Queries waiting for an admission slot now.",
+            a.queued() as u64,
+        ),
+        (
+            "meshgate_queries_max_running",
+            "limits.max_running_queries in force.",
+            limits.max_running as u64,
+        ),
+        (
+            "meshgate_queries_max_queued",
+            "limits.max_queued_queries in force.",
+            limits.max_queued as u64,
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {metric} {help}");
+        let _ = writeln!(o, "# TYPE {metric} gauge");
+        let _ = writeln!(o, "{metric} {value}");
+    }
+    let consumers = a.consumers();
+    for (metric, kind, help) in [
+        (
+            "meshgate_principal_queries_running",
+            "gauge",
+            "Queries of a principal holding a slot now.",
+        ),
+        (
+            "meshgate_principal_queries_queued",
+            "gauge",
+            "Queries of a principal waiting for a slot now.",
+        ),
+        (
+            "meshgate_queries_rejected_total",
+            "counter",
+            "Queries refused by an admission limit (queue full or wait too long), by principal.",
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {metric} {help}");
+        let _ = writeln!(o, "# TYPE {metric} {kind}");
+        for c in &consumers {
+            let value = match kind {
+                "counter" => c.rejected as i64,
+                _ if metric.ends_with("running") => c.running,
+                _ => c.queued,
+            };
+            let _ = writeln!(o, "{metric}{{principal=\"{}\"}} {value}", esc(&c.principal));
+        }
+    }
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -25,6 +25,7 @@ use tracing::Instrument as _;
 use crate::catalog::view::CatalogView;
 use crate::error::GatewayError;
 use crate::port::PortRef;
+use crate::query::admission::Permit;
 use crate::query::source_reads::{format_source_reads, source_reads};
 use crate::query::{execute, params_from_batch, PlannedQuery};
 use crate::security::audit::{code_name, AuditRecord};
@@ -171,6 +172,23 @@ pub struct CallMeta {
     pub client: Option<String>,
     /// The client's trace context.
     pub trace: RemoteParent,
+    /// The client's gRPC deadline (`grpc-timeout`), from when the call arrived.
+    pub deadline: Option<Duration>,
+}
+
+/// A `grpc-timeout` header value: digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn grpc_timeout(v: &str) -> Option<Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl CallMeta {
@@ -194,6 +212,7 @@ impl CallMeta {
             },
             client: request.remote_addr().map(|a| a.to_string()),
             trace: RemoteParent::from_metadata(request.metadata()),
+            deadline: header("grpc-timeout").as_deref().and_then(grpc_timeout),
         }
     }
 }
@@ -211,6 +230,8 @@ pub struct Call {
     pub started: Instant,
     /// The client's trace context, parent of the call's span.
     pub trace: RemoteParent,
+    /// The client's gRPC deadline, from `started`.
+    pub deadline: Option<Duration>,
 }
 
 impl Call {
@@ -272,6 +293,29 @@ impl Outcome {
 /// The result rows of a query being executed, as they are produced.
 pub type ResultBatches = tokio::sync::mpsc::Receiver<Result<RecordBatch, Status>>;
 
+/// Whether a query takes an admission slot: it reads a source port, or recurses.
+fn takes_a_slot(planned: &PlannedQuery) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
+    if planned
+        .reads
+        .keys()
+        .any(|p| !crate::catalog::system::is_system_table(p))
+    {
+        return true;
+    }
+    let mut recursive = false;
+    let _ = planned.plan.apply(|node| {
+        recursive |= node.is::<RecursiveQueryExec>();
+        Ok(if recursive {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    recursive
+}
+
 /// CPU time of a finished plan: the sum of its operators' `elapsed_compute`, in nanoseconds.
 fn compute_nanos(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> u64 {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -287,16 +331,52 @@ fn compute_nanos(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> u6
 
 impl GatewayState {
     /// Authenticates a call. Failures answer `Unauthenticated` without detail; the reason
-    /// goes to the log and the audit log.
-    pub fn authenticate(&self, rpc: Rpc, meta: CallMeta) -> Result<Call, Status> {
+    /// goes to the log and the audit log. Password checks (Argon2) run on the blocking pool,
+    /// a few at a time; a client with many recent failures is refused without a check.
+    pub async fn authenticate(&self, rpc: Rpc, meta: CallMeta) -> Result<Call, Status> {
+        use crate::security::throttle::client_key;
         let started = Instant::now();
-        match self.authenticator().authenticate(&meta.credentials) {
+        let basic = meta
+            .credentials
+            .authorization
+            .as_deref()
+            .and_then(|a| a.get(..6))
+            .is_some_and(|s| s.eq_ignore_ascii_case("basic "));
+        let authn = self.authenticator();
+        let result = if basic {
+            let key = client_key(meta.client.as_deref());
+            let checks = self.password_checks();
+            if let Some(wait) = checks.backoff(&key) {
+                Err(format!(
+                    "too many failed password checks from {key}; refused for {} s more",
+                    wait.as_secs() + 1
+                ))
+            } else {
+                let _turn = checks.turn().await;
+                let creds = meta.credentials.clone();
+                let checked = tokio::task::spawn_blocking(move || authn.authenticate(&creds))
+                    .await
+                    .map_err(|e| format!("the password check failed: {e}"))
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                match &checked {
+                    Ok(_) => checks.succeeded(&key),
+                    Err(_) => checks.failed(&key),
+                }
+                checked
+            }
+        } else {
+            authn
+                .authenticate(&meta.credentials)
+                .map_err(|e| e.to_string())
+        };
+        match result {
             Ok(p) => Ok(Call {
                 rpc,
                 principal: Arc::new(p),
                 client: meta.client,
                 started,
                 trace: meta.trace,
+                deadline: meta.deadline,
             }),
             Err(reason) => {
                 tracing::warn!(rpc = %rpc, client = ?meta.client, reason = %reason, "authentication failed");
@@ -319,8 +399,8 @@ impl GatewayState {
 
     /// Authenticates a call that does nothing else worth recording (the Catalog service's
     /// listings) and records it.
-    pub fn authenticate_and_record(&self, rpc: Rpc, meta: CallMeta) -> Result<Call, Status> {
-        let call = self.authenticate(rpc, meta)?;
+    pub async fn authenticate_and_record(&self, rpc: Rpc, meta: CallMeta) -> Result<Call, Status> {
+        let call = self.authenticate(rpc, meta).await?;
         self.record(&call, Outcome::default(), None);
         Ok(call)
     }
@@ -468,6 +548,36 @@ impl GatewayState {
             }
         };
         outcome.ports = planned.reads.clone();
+        // The query's time budget: the server's limit, or the client's shorter deadline.
+        let engine = self.engine();
+        let max_time = engine.admission().limits().max_query_time;
+        let (budget, whose) = match call.deadline {
+            Some(d) if d < max_time => (d, "the client's deadline".to_string()),
+            _ => (
+                max_time,
+                format!("limits.max_query_time_s = {}", max_time.as_secs()),
+            ),
+        };
+        let deadline = tokio::time::Instant::from_std(call.started + budget);
+        // Queries that read no source port (metadata tables, constants) take no slot.
+        let permit = if takes_a_slot(&planned) {
+            let admitted =
+                tokio::time::timeout_at(deadline, engine.admission().admit(&call.principal)).await;
+            match admitted {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => return self.finish(&call, outcome, Err(e)),
+                Err(_) => {
+                    let e = GatewayError::Timeout(format!(
+                        "the query waited for a slot past {whose} ({} ms)",
+                        budget.as_millis()
+                    ));
+                    return self.finish(&call, outcome, Err(e));
+                }
+            }
+        } else {
+            Permit::free()
+        };
+        drop(engine);
         let schema = Arc::clone(&planned.wire_schema);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let sql_for_log = sql.chars().take(200).collect::<String>();
@@ -481,6 +591,7 @@ impl GatewayState {
         self.exec().spawn(async move {
             let _active = active;
             let run = async move {
+                let permit = permit;
                 let mut stream = match execute(planned) {
                     Ok(s) => s,
                     Err(e) => {
@@ -492,6 +603,13 @@ impl GatewayState {
                 };
                 let (mut rows, mut bytes) = (0u64, 0u64);
                 let mut failure: Option<Status> = None;
+                let over_time = || {
+                    Status::from(GatewayError::Timeout(format!(
+                        "the query ran longer than {whose} ({} s) and was stopped",
+                        budget.as_secs_f64()
+                    )))
+                };
+                let mut timed_out = false;
                 loop {
                     // Stop as soon as the client goes away, even while an operator is still
                     // working towards its first batch: dropping the stream cancels the plan.
@@ -500,6 +618,10 @@ impl GatewayState {
                         () = tx.closed() => {
                             failure = Some(Status::cancelled("client went away"));
                             tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
+                            break;
+                        }
+                        () = tokio::time::sleep_until(deadline) => {
+                            timed_out = true;
                             break;
                         }
                     };
@@ -513,7 +635,15 @@ impl GatewayState {
                         Err(s) => failure = Some(s.clone()),
                     }
                     let failed = item.is_err();
-                    if tx.send(item).await.is_err() {
+                    // A client that stops reading holds the query only until its deadline.
+                    let sent = tokio::select! {
+                        sent = tx.send(item) => sent,
+                        () = tokio::time::sleep_until(deadline) => {
+                            timed_out = true;
+                            break;
+                        }
+                    };
+                    if sent.is_err() {
                         failure = Some(Status::cancelled("client went away"));
                         tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
                         break;
@@ -521,6 +651,16 @@ impl GatewayState {
                     if failed {
                         break;
                     }
+                }
+                if timed_out {
+                    // Stop the work (sources included) and give the slot back first; the
+                    // client gets the error when it reads on.
+                    drop(stream);
+                    drop(permit);
+                    let status = over_time();
+                    failure = Some(status.clone());
+                    tracing::info!(sql = %sql_for_log, rows, "query over its time budget; stopped");
+                    let _ = tx.send(Err(status)).await;
                 }
                 let reads = source_reads(&plan_for_log);
                 for (source, (r, b)) in &reads {

@@ -166,6 +166,7 @@ pub struct GatewayState {
     metrics: Arc<Metrics>,
     usage: Arc<Usage>,
     signer: TicketSigner,
+    password_checks: crate::security::throttle::PasswordChecks,
     options: GatewayOptions,
     exec: tokio::runtime::Handle,
 }
@@ -228,6 +229,9 @@ impl GatewayState {
             metrics: observers.metrics,
             usage: observers.usage,
             signer,
+            password_checks: crate::security::throttle::PasswordChecks::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             options,
             exec,
         }))
@@ -247,6 +251,11 @@ impl GatewayState {
 
     fn serving(&self) -> Arc<Serving> {
         Arc::clone(&self.serving.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The bound on concurrent password checks and the per-client failure counts.
+    pub fn password_checks(&self) -> &crate::security::throttle::PasswordChecks {
+        &self.password_checks
     }
 
     /// The engine serving now.

@@ -154,7 +154,8 @@ impl Fixture {
     ) -> Result<Vec<RecordBatch>, tonic::Status> {
         let call = self
             .state
-            .authenticate(Rpc::DoGet(Command::Statement), basic(user, pw))?;
+            .authenticate(Rpc::DoGet(Command::Statement), basic(user, pw))
+            .await?;
         let (_, mut rx) = self.state.execute(call, sql, None).await?;
         let mut out = Vec::new();
         while let Some(b) = rx.recv().await {
@@ -302,6 +303,7 @@ async fn the_catalog_view_lists_only_readable_products() {
             Rpc::FlightInfo(Command::Tables),
             basic("analyst", "analyst-pw"),
         )
+        .await
         .expect("analyst");
     let admin = f
         .state
@@ -309,6 +311,7 @@ async fn the_catalog_view_lists_only_readable_products() {
             Rpc::FlightInfo(Command::Tables),
             basic("platform", "platform-pw"),
         )
+        .await
         .expect("admin");
     assert_eq!(f.state.view(&analyst).product_names("hr"), vec!["staff"]);
     assert_eq!(

@@ -84,8 +84,8 @@ impl MeshFlightSqlService {
         &self.state
     }
 
-    fn authenticate<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<Call, Status> {
-        self.state.authenticate(rpc, CallMeta::of(request))
+    async fn authenticate<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<Call, Status> {
+        self.state.authenticate(rpc, CallMeta::of(request)).await
     }
 
     /// A FlightInfo with one endpoint and no location: "this server", whatever address the
@@ -104,14 +104,16 @@ impl MeshFlightSqlService {
             .with_total_bytes(-1))
     }
 
-    fn metadata_info(
+    async fn metadata_info(
         &self,
         cmd: impl ProstMessageExt,
         schema: SchemaRef,
         request: Request<FlightDescriptor>,
         command: Command,
     ) -> Result<Response<FlightInfo>, Status> {
-        let call = self.authenticate(&request, Rpc::FlightInfo(command))?;
+        let call = self
+            .authenticate(&request, Rpc::FlightInfo(command))
+            .await?;
         let ticket = cmd.as_any().encode_to_vec();
         let info = Self::flight_info(&schema, ticket, request.into_inner());
         self.state
@@ -120,13 +122,13 @@ impl MeshFlightSqlService {
     }
 
     /// Streams one metadata batch, built from the caller's view, with its records.
-    fn metadata_batch<T>(
+    async fn metadata_batch<T>(
         &self,
         request: &Request<T>,
         command: Command,
         build: impl FnOnce(&CatalogView) -> Result<RecordBatch, GatewayError>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let call = self.authenticate(request, Rpc::DoGet(command))?;
+        let call = self.authenticate(request, Rpc::DoGet(command)).await?;
         let batch = build(&self.state.view(&call));
         let outcome = Outcome {
             rows: batch.as_ref().map_or(0, |b| b.num_rows() as u64),
@@ -165,7 +167,7 @@ impl FlightSqlService for MeshFlightSqlService {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let call = self.authenticate(&request, Rpc::Handshake)?;
+        let call = self.authenticate(&request, Rpc::Handshake).await?;
         let token = self.state.authenticator().issue_session(&call.principal);
         self.state.record(&call, Outcome::default(), None);
         let response = HandshakeResponse {
@@ -186,7 +188,7 @@ impl FlightSqlService for MeshFlightSqlService {
         request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<DoGetStream>, Status> {
-        let call = self.authenticate(&request, Rpc::DoGetUnknown)?;
+        let call = self.authenticate(&request, Rpc::DoGetUnknown).await?;
         self.refuse(
             &call,
             GatewayError::BadRequest(format!(
@@ -201,7 +203,9 @@ impl FlightSqlService for MeshFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let call = self.authenticate(&request, Rpc::FlightInfo(Command::Statement))?;
+        let call = self
+            .authenticate(&request, Rpc::FlightInfo(Command::Statement))
+            .await?;
         statement::flight_info(self, &call, &query.query, None, request.into_inner()).await
     }
 
@@ -210,7 +214,9 @@ impl FlightSqlService for MeshFlightSqlService {
         _query: CommandStatementSubstraitPlan,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let call = self.authenticate(&request, Rpc::FlightInfo(Command::SubstraitPlan))?;
+        let call = self
+            .authenticate(&request, Rpc::FlightInfo(Command::SubstraitPlan))
+            .await?;
         self.refuse(
             &call,
             GatewayError::Unimplemented("Substrait plans are not accepted; send SQL".into()),
@@ -222,7 +228,9 @@ impl FlightSqlService for MeshFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let call = self.authenticate(&request, Rpc::FlightInfo(Command::PreparedStatement))?;
+        let call = self
+            .authenticate(&request, Rpc::FlightInfo(Command::PreparedStatement))
+            .await?;
         prepared::flight_info(self, &call, &cmd, request.into_inner()).await
     }
 
@@ -232,7 +240,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.into_builder().schema();
-        self.metadata_info(q, schema, r, Command::Catalogs)
+        self.metadata_info(q, schema, r, Command::Catalogs).await
     }
 
     async fn get_flight_info_schemas(
@@ -241,7 +249,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder().schema();
-        self.metadata_info(q, schema, r, Command::DbSchemas)
+        self.metadata_info(q, schema, r, Command::DbSchemas).await
     }
 
     async fn get_flight_info_tables(
@@ -250,7 +258,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder().schema();
-        self.metadata_info(q, schema, r, Command::Tables)
+        self.metadata_info(q, schema, r, Command::Tables).await
     }
 
     async fn get_flight_info_table_types(
@@ -259,7 +267,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.into_builder().schema();
-        self.metadata_info(q, schema, r, Command::TableTypes)
+        self.metadata_info(q, schema, r, Command::TableTypes).await
     }
 
     async fn get_flight_info_sql_info(
@@ -268,7 +276,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.clone().into_builder(&self.sql_info).schema();
-        self.metadata_info(q, schema, r, Command::SqlInfo)
+        self.metadata_info(q, schema, r, Command::SqlInfo).await
     }
 
     async fn get_flight_info_primary_keys(
@@ -277,6 +285,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, primary_keys_result_schema(), r, Command::PrimaryKeys)
+            .await
     }
 
     async fn get_flight_info_exported_keys(
@@ -285,6 +294,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, foreign_keys_result_schema(), r, Command::ExportedKeys)
+            .await
     }
 
     async fn get_flight_info_imported_keys(
@@ -293,6 +303,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, foreign_keys_result_schema(), r, Command::ImportedKeys)
+            .await
     }
 
     async fn get_flight_info_cross_reference(
@@ -301,6 +312,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.metadata_info(q, foreign_keys_result_schema(), r, Command::CrossReference)
+            .await
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -310,6 +322,7 @@ impl FlightSqlService for MeshFlightSqlService {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = q.into_builder(&self.xdbc).schema();
         self.metadata_info(q, schema, r, Command::XdbcTypeInfo)
+            .await
     }
 
     async fn do_get_statement(
@@ -317,7 +330,9 @@ impl FlightSqlService for MeshFlightSqlService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let call = self.authenticate(&request, Rpc::DoGet(Command::Statement))?;
+        let call = self
+            .authenticate(&request, Rpc::DoGet(Command::Statement))
+            .await?;
         statement::do_get(self, call, &ticket.statement_handle).await
     }
 
@@ -326,7 +341,9 @@ impl FlightSqlService for MeshFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let call = self.authenticate(&request, Rpc::DoGet(Command::PreparedStatement))?;
+        let call = self
+            .authenticate(&request, Rpc::DoGet(Command::PreparedStatement))
+            .await?;
         prepared::do_get(self, call, &cmd).await
     }
 
@@ -336,6 +353,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_batch(&r, Command::Catalogs, metadata::catalogs)
+            .await
     }
 
     async fn do_get_schemas(
@@ -344,6 +362,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_batch(&r, Command::DbSchemas, |v| metadata::schemas(v, q))
+            .await
     }
 
     async fn do_get_tables(
@@ -352,6 +371,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_batch(&r, Command::Tables, |v| metadata::tables(v, q))
+            .await
     }
 
     async fn do_get_table_types(
@@ -364,6 +384,7 @@ impl FlightSqlService for MeshFlightSqlService {
             b.append(TABLE_TYPE);
             Ok(b.build()?)
         })
+        .await
     }
 
     async fn do_get_sql_info(
@@ -375,6 +396,7 @@ impl FlightSqlService for MeshFlightSqlService {
         self.metadata_batch(&r, Command::SqlInfo, move |_| {
             Ok(q.into_builder(&info).build()?)
         })
+        .await
     }
 
     async fn do_get_primary_keys(
@@ -383,6 +405,7 @@ impl FlightSqlService for MeshFlightSqlService {
         r: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_batch(&r, Command::PrimaryKeys, |v| metadata::primary_keys(v, &q))
+            .await
     }
 
     async fn do_get_exported_keys(
@@ -393,6 +416,7 @@ impl FlightSqlService for MeshFlightSqlService {
         self.metadata_batch(&r, Command::ExportedKeys, |v| {
             metadata::exported_keys(v, &q)
         })
+        .await
     }
 
     async fn do_get_imported_keys(
@@ -403,6 +427,7 @@ impl FlightSqlService for MeshFlightSqlService {
         self.metadata_batch(&r, Command::ImportedKeys, |v| {
             metadata::imported_keys(v, &q)
         })
+        .await
     }
 
     async fn do_get_cross_reference(
@@ -413,6 +438,7 @@ impl FlightSqlService for MeshFlightSqlService {
         self.metadata_batch(&r, Command::CrossReference, |v| {
             metadata::cross_reference(v, &q)
         })
+        .await
     }
 
     async fn do_get_xdbc_type_info(
@@ -424,6 +450,7 @@ impl FlightSqlService for MeshFlightSqlService {
         self.metadata_batch(&r, Command::XdbcTypeInfo, move |_| {
             Ok(q.into_builder(&xdbc).build()?)
         })
+        .await
     }
 
     async fn do_put_prepared_statement_query(
@@ -431,7 +458,7 @@ impl FlightSqlService for MeshFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let call = self.authenticate(&request, Rpc::BindParameters)?;
+        let call = self.authenticate(&request, Rpc::BindParameters).await?;
         prepared::bind(self, &call, &cmd, request.into_inner()).await
     }
 
@@ -440,7 +467,9 @@ impl FlightSqlService for MeshFlightSqlService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let call = self.authenticate(&request, Rpc::CreatePreparedStatement)?;
+        let call = self
+            .authenticate(&request, Rpc::CreatePreparedStatement)
+            .await?;
         prepared::create(self, &call, &query.query).await
     }
 
@@ -449,7 +478,9 @@ impl FlightSqlService for MeshFlightSqlService {
         query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        let call = self.authenticate(&request, Rpc::ClosePreparedStatement)?;
+        let call = self
+            .authenticate(&request, Rpc::ClosePreparedStatement)
+            .await?;
         prepared::close(self, &call, &query.prepared_statement_handle)
     }
 
@@ -458,7 +489,7 @@ impl FlightSqlService for MeshFlightSqlService {
         _query: ActionBeginTransactionRequest,
         request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
-        let call = self.authenticate(&request, Rpc::BeginTransaction)?;
+        let call = self.authenticate(&request, Rpc::BeginTransaction).await?;
         self.refuse(
             &call,
             GatewayError::Unimplemented(
@@ -471,7 +502,7 @@ impl FlightSqlService for MeshFlightSqlService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let call = self.authenticate(&request, Rpc::OtherAction)?;
+        let call = self.authenticate(&request, Rpc::OtherAction).await?;
         let kind = request.get_ref().r#type.clone();
         self.refuse(
             &call,

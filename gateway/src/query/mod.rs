@@ -1,6 +1,8 @@
 //! Planning and running SQL against the mesh: read-only, budgeted, on big-stack threads.
 
+pub mod admission;
 pub mod filter_barrier;
+pub mod growth;
 pub mod limits;
 pub mod source_reads;
 
@@ -130,6 +132,7 @@ pub struct QueryEngine {
     template: SessionState,
     limits: SqlLimits,
     planners: Arc<Semaphore>,
+    admission: admission::Admission,
 }
 
 /// The session settings every query runs with.
@@ -162,7 +165,7 @@ pub fn build_session_state(
     let mut physical_rules =
         crate::query::filter_barrier::with_shields(PhysicalOptimizer::new().rules);
     physical_rules.push(Arc::new(CountSourceReads));
-    SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
@@ -174,7 +177,11 @@ pub fn build_session_state(
         .with_table_functions(HashMap::new())
         .with_table_factories(HashMap::new())
         .with_catalog_list(catalog.catalog_list())
-        .build()
+        .build();
+    if let Err(e) = growth::install(&mut state) {
+        tracing::error!(error = %e, "cannot install the checked string functions");
+    }
+    state
 }
 
 /// DataFusion's logical rules with federation last. datafusion-federation's own list puts it
@@ -193,6 +200,9 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
         .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
         .collect();
     rules.push(Arc::new(FederationOptimizerRule::new()));
+    // After federation: `||` computed in the gateway checks what it builds; SQL sent to a
+    // source keeps the operator.
+    rules.push(Arc::new(growth::CheckedConcat));
     rules
 }
 
@@ -233,7 +243,13 @@ impl QueryEngine {
     ) -> Self {
         let template = build_session_state(session_config(target_partitions), runtime, &catalog);
         let policy = Arc::new(PolicySet::new(Arc::clone(&catalog.mesh)));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let admission = admission::Admission::new(admission::AdmissionLimits::resolve(
+            &catalog.mesh.limits,
+            cores,
+        ));
         Self {
+            admission,
             usage: observers.usage,
             metrics: observers.metrics,
             policy,
@@ -242,6 +258,11 @@ impl QueryEngine {
             limits,
             planners: Arc::new(Semaphore::new(16)),
         }
+    }
+
+    /// Admission control of the queries this engine runs.
+    pub fn admission(&self) -> &admission::Admission {
+        &self.admission
     }
 
     /// The catalog served.

@@ -6,6 +6,7 @@ pub mod authn;
 pub mod cert;
 pub mod policy;
 pub mod signing;
+pub mod throttle;
 
 use std::collections::BTreeSet;
 

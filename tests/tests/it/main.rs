@@ -3,6 +3,7 @@
 
 mod contracts;
 mod fuzz;
+mod governance;
 mod hardening;
 mod metadata;
 mod pushdown_classes;
