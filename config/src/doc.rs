@@ -84,6 +84,12 @@ pub struct LimitsDoc {
     /// shorter gRPC deadline applies too.
     #[serde(default)]
     pub max_query_time_s: Option<u64>,
+    /// Most iterations of one recursive CTE (default 1000).
+    #[serde(default)]
+    pub max_recursion_depth: Option<u64>,
+    /// Most rows the recursive part of one recursive CTE produces (default 10000000).
+    #[serde(default)]
+    pub max_recursive_rows: Option<u64>,
     /// Per-group overrides of `principal_max_running_queries`: a principal in several listed
     /// groups gets the largest.
     #[serde(default)]

@@ -243,6 +243,8 @@ fn build_limits(
         ),
         ("queue_timeout_ms", doc.queue_timeout_ms),
         ("max_query_time_s", doc.max_query_time_s),
+        ("max_recursion_depth", doc.max_recursion_depth),
+        ("max_recursive_rows", doc.max_recursive_rows),
     ] {
         if v == Some(0) {
             zero(key);
@@ -259,6 +261,8 @@ fn build_limits(
         queue_timeout_ms: doc.queue_timeout_ms,
         principal_max_running_queries: doc.principal_max_running_queries,
         max_query_time_s: doc.max_query_time_s,
+        max_recursion_depth: doc.max_recursion_depth,
+        max_recursive_rows: doc.max_recursive_rows,
         groups: doc
             .groups
             .into_iter()

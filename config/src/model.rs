@@ -118,6 +118,10 @@ pub struct Limits {
     pub principal_max_running_queries: Option<u32>,
     /// Longest a query may run, in seconds.
     pub max_query_time_s: Option<u64>,
+    /// Most iterations of one recursive CTE.
+    pub max_recursion_depth: Option<u64>,
+    /// Most rows of the recursive part of one recursive CTE.
+    pub max_recursive_rows: Option<u64>,
     /// Per-group `(group, most running queries per member)`.
     pub groups: Vec<(String, u32)>,
 }

@@ -4,6 +4,7 @@ pub mod admission;
 pub mod filter_barrier;
 pub mod growth;
 pub mod limits;
+pub mod recursion;
 pub mod source_reads;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -165,6 +166,13 @@ pub fn build_session_state(
     let mut physical_rules =
         crate::query::filter_barrier::with_shields(PhysicalOptimizer::new().rules);
     physical_rules.push(Arc::new(CountSourceReads));
+    let limits = &catalog.mesh.limits;
+    physical_rules.push(Arc::new(recursion::BoundRecursion(
+        recursion::RecursionLimits {
+            max_depth: limits.max_recursion_depth.unwrap_or(1000),
+            max_rows: limits.max_recursive_rows.unwrap_or(10_000_000),
+        },
+    )));
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

@@ -156,3 +156,31 @@ async fn values_cannot_grow_outside_the_memory_pool() {
     );
     assert_eq!(b.column(1).null_count(), 1, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_queries_end() {
+    let dir = demo_with_limits("  max_recursion_depth: 50\n  max_recursive_rows: 100000\n");
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    let endless =
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t";
+    let e = query(&mut c, endless).await.expect_err("endless");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert!(e.message().contains("limits.max_recursion_depth"), "{e}");
+    let wide = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t, customers.crm.nation WHERE n < 10) \
+                SELECT count(*) FROM t";
+    let e = query(&mut c, wide).await.expect_err("too many rows");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert!(e.message().contains("limits.max_recursive_rows"), "{e}");
+    // Within the bounds, the answer is right.
+    let got = query(
+        &mut c,
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 40) SELECT sum(n) AS s FROM t",
+    )
+    .await
+    .expect("bounded");
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&got)
+        .expect("format")
+        .to_string();
+    assert!(text.contains("| 820 |"), "{text}");
+}
