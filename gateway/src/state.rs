@@ -35,9 +35,11 @@ pub struct FlightSettings {
     /// How long a prepared statement handle stays valid after it was issued (by
     /// CreatePreparedStatement, or by the DoPut that bound its parameters).
     pub prepared_ttl: Duration,
-    /// Most parameter bindings remembered for clients that keep using the handle they had
-    /// before DoPut (see `flight/prepared.rs`).
+    /// Most parameter bindings remembered per principal for clients that keep using the
+    /// handle they had before DoPut (see `flight/prepared.rs`).
     pub max_prepared: usize,
+    /// Most bytes of such bindings over every principal.
+    pub max_prepared_bytes: usize,
     /// Audit log destination overriding the mesh's `audit` (the `--audit-log` flag).
     pub audit: Option<meshgate_config::AuditTarget>,
     /// State directory overriding the mesh's `state_dir` (the `--state-dir` flag).
@@ -51,7 +53,8 @@ impl Default for FlightSettings {
             ticket_ttl: Duration::from_secs(3600),
             ticket_secret: None,
             prepared_ttl: Duration::from_secs(24 * 3600),
-            max_prepared: 10_000,
+            max_prepared: 100,
+            max_prepared_bytes: 256 << 20,
             audit: None,
             state_dir: None,
         }

@@ -70,6 +70,7 @@ impl MeshFlightSqlService {
         let prepared = prepared::LegacyBindings::new(
             state.settings().prepared_ttl,
             state.settings().max_prepared,
+            state.settings().max_prepared_bytes,
         );
         Self {
             sql_info: Arc::new(sql_info::sql_info_data(&session)),

@@ -39,26 +39,34 @@ const MAX_PARAMETER_BYTES: usize = 4 << 20;
 
 #[derive(Debug)]
 struct Entry {
+    principal: String,
     params: Vec<u8>,
     last_used: Instant,
 }
 
+/// Most bytes of bindings one principal keeps on a replica.
+const MAX_PRINCIPAL_BYTES: usize = 32 << 20;
+
 /// The last parameters bound per statement id on this replica, for clients that keep the
-/// handle they had before DoPut. Entries idle longer than the TTL are dropped; past
-/// `max_entries` the least recently used go first.
+/// handle they had before DoPut. Entries idle longer than the TTL are dropped. Each principal
+/// keeps at most `per_principal` bindings and [`MAX_PRINCIPAL_BYTES`] (its least recently
+/// used go first); past `max_bytes` over everyone nothing more is remembered (the client must
+/// use the handle DoPut returned). One principal never evicts another's bindings.
 #[derive(Debug)]
 pub(super) struct LegacyBindings {
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
     ttl: Duration,
-    max_entries: usize,
+    per_principal: usize,
+    max_bytes: usize,
 }
 
 impl LegacyBindings {
-    pub(super) fn new(ttl: Duration, max_entries: usize) -> Self {
+    pub(super) fn new(ttl: Duration, per_principal: usize, max_bytes: usize) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
             ttl,
-            max_entries: max_entries.max(1),
+            per_principal: per_principal.max(1),
+            max_bytes,
         }
     }
 
@@ -66,13 +74,22 @@ impl LegacyBindings {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remember(&self, id: &[u8], params: Vec<u8>) {
+    /// Remembers `params` for statement `id` of `principal`; whether it was kept.
+    fn remember(&self, principal: &str, id: &[u8], params: Vec<u8>) -> bool {
         let mut m = self.lock();
         let now = Instant::now();
         m.retain(|_, e| now.duration_since(e.last_used) < self.ttl);
-        while m.len() >= self.max_entries && !m.contains_key(id) {
+        m.remove(id);
+        loop {
+            let mine = m.values().filter(|e| e.principal == principal);
+            let (count, bytes) =
+                mine.fold((0usize, 0usize), |(c, b), e| (c + 1, b + e.params.len()));
+            if count < self.per_principal && bytes + params.len() <= MAX_PRINCIPAL_BYTES {
+                break;
+            }
             let Some(oldest) = m
                 .iter()
+                .filter(|(_, e)| e.principal == principal)
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(k, _)| k.clone())
             else {
@@ -80,13 +97,20 @@ impl LegacyBindings {
             };
             m.remove(&oldest);
         }
+        let total: usize = m.values().map(|e| e.params.len()).sum();
+        if total + params.len() > self.max_bytes || params.len() > MAX_PRINCIPAL_BYTES {
+            tracing::warn!(principal, "parameter bindings are full on this replica; the client must use the handle DoPut returned");
+            return false;
+        }
         m.insert(
             id.to_vec(),
             Entry {
+                principal: principal.to_string(),
                 params,
                 last_used: now,
             },
         );
+        true
     }
 
     fn recall(&self, id: &[u8]) -> Option<Vec<u8>> {
@@ -241,7 +265,8 @@ pub(super) async fn bind(
                 parameters.len()
             )));
         }
-        svc.prepared.remember(&handle.id, parameters.clone());
+        svc.prepared
+            .remember(&call.principal.name, &handle.id, parameters.clone());
         let bound = PreparedStatementHandle {
             issued_at_ms: now_ms(),
             parameters,
@@ -305,23 +330,40 @@ mod tests {
 
     #[test]
     fn legacy_bindings_expire_when_idle() {
-        let s = LegacyBindings::new(Duration::from_secs(60), 10);
-        s.remember(&[1], vec![1, 2]);
+        let s = LegacyBindings::new(Duration::from_secs(60), 10, 1 << 20);
+        assert!(s.remember("a", &[1], vec![1, 2]));
         assert_eq!(s.recall(&[1]), Some(vec![1, 2]));
-        let expired = LegacyBindings::new(Duration::ZERO, 10);
-        expired.remember(&[1], vec![1, 2]);
+        let expired = LegacyBindings::new(Duration::ZERO, 10, 1 << 20);
+        expired.remember("a", &[1], vec![1, 2]);
         assert_eq!(expired.recall(&[1]), None);
         assert_eq!(expired.len(), 0);
     }
 
     #[test]
-    fn legacy_bindings_are_capped() {
-        let s = LegacyBindings::new(Duration::from_secs(60), 3);
-        for i in 0..10u8 {
-            s.remember(&[i], vec![i]);
+    fn one_principal_never_evicts_another() {
+        let s = LegacyBindings::new(Duration::from_secs(60), 3, 1 << 20);
+        assert!(s.remember("victim", &[200], vec![7]));
+        for i in 0..100u8 {
+            s.remember("flooder", &[i], vec![i]);
         }
-        assert_eq!(s.len(), 3);
-        assert!(s.recall(&[9]).is_some());
+        assert_eq!(s.len(), 4, "three of the flooder's, one of the victim's");
+        assert_eq!(s.recall(&[200]), Some(vec![7]));
+        assert!(s.recall(&[99]).is_some());
         assert!(s.recall(&[0]).is_none());
+    }
+
+    #[test]
+    fn bytes_are_capped_per_principal_and_in_total() {
+        let s = LegacyBindings::new(Duration::from_secs(60), 1000, 40 << 20);
+        for i in 0..10u8 {
+            assert!(s.remember("big", &[i], vec![0; 4 << 20]));
+        }
+        let held: usize = s.lock().values().map(|e| e.params.len()).sum();
+        assert!(held <= MAX_PRINCIPAL_BYTES, "{held}");
+        assert!(s.remember("other", &[100], vec![0; 4 << 20]));
+        assert!(s.remember("other", &[101], vec![0; 4 << 20]));
+        // 32 MiB + 8 MiB = the 40 MiB total: nothing more is kept, nobody is evicted.
+        assert!(!s.remember("third", &[102], vec![0; 4 << 20]));
+        assert!(s.recall(&[100]).is_some());
     }
 }
