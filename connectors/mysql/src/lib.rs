@@ -425,23 +425,43 @@ impl SqlPool for MyPool {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let sql = sql.to_string();
         let projected = Some(Arc::clone(&schema));
+        let pool = self.pool.clone();
+        let connection_id = conn.id();
         tokio::spawn(async move {
             let fail = |e: &mysql_async::Error| {
                 let e = mysql_error(e);
                 DataFusionError::External(Box::new(e))
             };
             let mut cancelled = false;
-            {
-                let mut result = match conn.exec_iter(sql, ()).await {
-                    Ok(r) => r,
-                    Err(e) => {
+            'read: {
+                // The server answers an aggregate only at its end: a reader that leaves
+                // before stops the statement there too.
+                let started = tokio::select! {
+                    r = conn.exec_iter(sql, ()) => Some(r),
+                    () = tx.closed() => None,
+                };
+                let mut result = match started {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => {
                         let _ = tx.send(Err(fail(&e))).await;
                         return;
+                    }
+                    None => {
+                        cancelled = true;
+                        break 'read;
                     }
                 };
                 let mut rows: Vec<Row> = Vec::with_capacity(ROWS_PER_BATCH);
                 loop {
-                    let next = result.next().await;
+                    // A reader that stops while the server is still computing (an aggregate,
+                    // a sort) is noticed at once, not at the next row.
+                    let next = tokio::select! {
+                        next = result.next() => next,
+                        () = tx.closed() => {
+                            cancelled = true;
+                            break;
+                        }
+                    };
                     let done = match next {
                         Ok(Some(row)) => {
                             rows.push(row);
@@ -474,8 +494,22 @@ impl SqlPool for MyPool {
                 }
             }
             if cancelled {
-                // Reading the rest of a dropped result would keep the server busy: close
-                // the connection instead of returning it to the pool.
+                // The server keeps running a statement whose client left until it has rows
+                // to send: stop it from another connection, then close this one instead of
+                // returning it to the pool (the rest of its result is unread).
+                match pool.get_conn().await {
+                    Ok(mut killer) => {
+                        if let Err(e) = killer
+                            .query_drop(format!("KILL QUERY {connection_id}"))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot stop an abandoned MySQL statement");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot stop an abandoned MySQL statement")
+                    }
+                }
                 if let Err(e) = conn.disconnect().await {
                     tracing::debug!(error = %e, "closing an abandoned mysql connection");
                 }

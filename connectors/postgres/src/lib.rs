@@ -92,9 +92,11 @@ use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
 use datafusion_table_providers_common::sql::db_connection_pool::dbconnection::Error as DbError;
 use datafusion_table_providers_common::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers_common::UnsupportedTypeAction;
+use datafusion_table_providers_postgres::conn::PostgresConnection;
 use datafusion_table_providers_postgres::pool::{Error as PoolError, PostgresConnectionPool};
 use futures::StreamExt;
 use meshgate_connector::{ConnectorError, ErrorClass, SourceContext};
+use meshgate_connector_sql::cancel::{CancelOnDrop, OnEnd};
 use meshgate_connector_sql::{
     credential_fingerprint, PoolSettings, SqlBackend, SqlPool, SqlSourceFactory,
 };
@@ -391,23 +393,88 @@ impl SqlPool for PgPool {
         sql: &str,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream, ConnectorError> {
-        let conn = self.conn().await?;
+        // From here until its result has been read, the statement is cancelled in
+        // PostgreSQL if the reader goes away, even while PostgreSQL is still computing the
+        // first row (an aggregate answers only at its end).
+        let mut guard = Statement::new(self.conn().await?);
         let stream = {
-            let c = conn
+            let c = guard
+                .conn()
                 .as_async()
                 .ok_or_else(|| ConnectorError::new(ErrorClass::Internal, "no async connection"))?;
             c.query_arrow(sql, &[], Some(Arc::clone(&schema)))
                 .await
-                .map_err(|e| {
-                    ConnectorError::new(query_error_class(&*e), one_line(&e.to_string()))
-                })?
+                .map_err(|e| ConnectorError::new(query_error_class(&*e), one_line(&e.to_string())))
         };
-        // The connection goes back to the pool only when the result has been read or dropped.
-        let kept = stream.map(move |b| {
-            let _conn = &conn;
-            b
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                guard.finished();
+                return Err(e);
+            }
+        };
+        let on_end: OnEnd = Box::new(move |completed| {
+            if completed {
+                guard.finished();
+            }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept)))
+        let inner: SendableRecordBatchStream =
+            Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream));
+        Ok(Box::pin(CancelOnDrop::new(inner, on_end)))
+    }
+}
+
+/// A statement running on a pooled connection. Dropped before [`Statement::finished`], it
+/// cancels the statement in PostgreSQL (a cancel request), waits until the connection is
+/// idle, then gives the connection back to the pool.
+struct Statement {
+    conn: Option<PgConn>,
+    running: bool,
+}
+
+impl Statement {
+    fn new(conn: PgConn) -> Self {
+        Self {
+            conn: Some(conn),
+            running: true,
+        }
+    }
+
+    #[allow(clippy::expect_used)]
+    fn conn(&self) -> &PgConn {
+        // Only `Drop` takes the connection.
+        self.conn
+            .as_ref()
+            .expect("the connection is held until drop")
+    }
+
+    fn finished(&mut self) {
+        self.running = false;
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        let token = conn
+            .as_any()
+            .downcast_ref::<PostgresConnection>()
+            .map(|c| c.conn.cancel_token());
+        let (Some(token), true, Ok(rt)) =
+            (token, self.running, tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        rt.spawn(async move {
+            if let Err(e) = token.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(error = %e, "cannot cancel a PostgreSQL statement");
+            }
+            // The connection serves again only once the cancelled statement has ended.
+            if let Some(c) = conn.as_any().downcast_ref::<PostgresConnection>() {
+                let _ = c.conn.simple_query("").await;
+            }
+            drop(conn);
+        });
     }
 }
 

@@ -819,3 +819,78 @@ async fn drift_checks_after_now(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A client that leaves stops the statements its query runs in PostgreSQL and MariaDB (a
+/// cancel request, `KILL QUERY`): the databases do not keep working for nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_stops_its_statements_in_the_databases() {
+    use futures::StreamExt;
+    let dbs = loaded_dbs().await;
+    let mesh = dbs::sql_mesh_dir(&dbs.pg.addr, &dbs.my.addr, true);
+    let gw = TestGateway::start(mesh.path()).await;
+    let pg = dbs::pg_client(&dbs.pg.addr).await;
+    let mut my = dbs::mysql_conn(&dbs.my.addr).await;
+    let pg_busy = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+                   AND query LIKE '%customer%customer%customer%' AND pid <> pg_backend_pid()";
+    let my_busy = "SELECT count(*) FROM information_schema.processlist \
+                   WHERE command IN ('Query', 'Execute') AND info LIKE '%partsupp%partsupp%partsupp%' AND id <> connection_id()";
+    for (sql, what) in [
+        (
+            "SELECT count(*) FROM customers.crm.customer a, customers.crm.customer b, customers.crm.customer c",
+            "postgres",
+        ),
+        (
+            "SELECT count(*) FROM supply.catalog.partsupp a, supply.catalog.partsupp b, supply.catalog.partsupp c",
+            "mariadb",
+        ),
+    ] {
+        let mut c = gw.client().await;
+        let info = c.execute(sql.into(), None).await.expect("plan");
+        let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+        let mut stream = c.do_get(ticket).await.expect("do_get");
+        // Wait (bounded) until the database runs the statement, then leave.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let n = running(what, &pg, &mut my, pg_busy, my_busy).await;
+            if n > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what} never ran the statement");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), stream.next()).await;
+        drop(stream);
+        drop(c);
+        let left = std::time::Instant::now();
+        loop {
+            if running(what, &pg, &mut my, pg_busy, my_busy).await == 0 {
+                break;
+            }
+            assert!(
+                left.elapsed() < std::time::Duration::from_secs(15),
+                "{what} still runs the statement of a client that left"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        eprintln!("{what}: statement stopped {} ms after the client left", left.elapsed().as_millis());
+    }
+}
+
+async fn running(
+    what: &str,
+    pg: &tokio_postgres::Client,
+    my: &mut mysql_async::Conn,
+    pg_busy: &str,
+    my_busy: &str,
+) -> i64 {
+    if what == "postgres" {
+        pg.query_one(pg_busy, &[])
+            .await
+            .expect("pg_stat_activity")
+            .get::<_, i64>(0)
+    } else {
+        use mysql_async::prelude::Queryable;
+        let n: Option<i64> = my.query_first(my_busy).await.expect("processlist");
+        n.unwrap_or(0)
+    }
+}
