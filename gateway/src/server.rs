@@ -12,7 +12,7 @@ use meshgate_connector::Registry;
 use tokio::net::TcpListener;
 
 use crate::error::GatewayError;
-use crate::flight::MeshFlightSqlService;
+use crate::flight::{GuardedFlightService, MeshFlightSqlService};
 use crate::state::GatewayState;
 
 pub use crate::state::{build_engine, runtime_env, GatewayOptions};
@@ -36,14 +36,14 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     let tls = state.engine().catalog().mesh.auth.tls.clone();
     let catalog = crate::catalog_service::catalog_server(Arc::clone(&state));
-    let service = MeshFlightSqlService::new(state);
+    let service = GuardedFlightService(MeshFlightSqlService::new(state));
     let svc = FlightServiceServer::new(service)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
     // grpc.health.v1 on the same port: "" (the server) and the Flight service serve.
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
-        .set_serving::<FlightServiceServer<MeshFlightSqlService>>()
+        .set_serving::<FlightServiceServer<GuardedFlightService>>()
         .await;
     reporter
         .set_serving::<meshgate_proto::v1::catalog_server::CatalogServer<crate::catalog_service::CatalogService>>()

@@ -3,6 +3,7 @@
 //! ([`statement`]), prepared statements ([`prepared`]), metadata listings ([`metadata`]) and
 //! server information ([`sql_info`]); this file only dispatches.
 
+mod guard;
 mod metadata;
 mod prepared;
 mod sql_info;
@@ -41,6 +42,7 @@ use crate::request::{Call, CallMeta, Command, Outcome, Rpc};
 use crate::state::GatewayState;
 
 pub use crate::state::FlightSettings;
+pub use guard::GuardedFlightService;
 pub use metadata::{foreign_keys_result_schema, primary_keys_result_schema, TABLE_TYPE};
 
 type DoGetStream =

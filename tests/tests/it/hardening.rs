@@ -407,3 +407,111 @@ async fn replicas_sharing_a_ticket_secret_serve_each_others_tickets() {
         tonic::Code::InvalidArgument
     );
 }
+
+/// Garbage in every Flight SQL entry point answers INVALID_ARGUMENT (or UNIMPLEMENTED for an
+/// unknown command), never INTERNAL.
+#[tokio::test]
+async fn garbage_payloads_are_invalid_argument_not_internal() {
+    use arrow_flight::{Action, Criteria, FlightData, FlightDescriptor, HandshakeRequest, Ticket};
+    let gw = TestGateway::start(&demo_dir()).await;
+    let mut c = gw.raw_client().await;
+    let any = |type_url: &str, value: &[u8]| {
+        prost::Message::encode_to_vec(&prost_types::Any {
+            type_url: type_url.into(),
+            value: value.to_vec(),
+        })
+    };
+    let sql_cmd = "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery";
+    let mut results: Vec<(String, Result<(), tonic::Status>)> = Vec::new();
+    for (what, cmd) in [
+        ("not an Any", b"\xff\xff\xff garbage".to_vec()),
+        (
+            "Any of an unknown type",
+            any("type.googleapis.com/nope.Nope", b"x"),
+        ),
+        ("Any with a truncated body", any(sql_cmd, b"\x0a\xff\x01")),
+        (
+            "Any with invalid UTF-8 SQL",
+            any(sql_cmd, b"\x0a\x02\xff\xfe"),
+        ),
+        ("empty", Vec::new()),
+    ] {
+        let r = c
+            .get_flight_info(FlightDescriptor::new_cmd(cmd.clone()))
+            .await
+            .map(|_| ());
+        results.push((format!("GetFlightInfo: {what}"), r));
+        let r = c
+            .get_schema(FlightDescriptor::new_cmd(cmd.clone()))
+            .await
+            .map(|_| ());
+        results.push((format!("GetSchema: {what}"), r));
+        let r = match c.do_get(Ticket::new(cmd.clone())).await {
+            Ok(s) => {
+                use futures::StreamExt;
+                let mut s = s.into_inner();
+                match s.next().await {
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        results.push((format!("DoGet: {what}"), r));
+        let r = c
+            .do_action(Action::new("CreatePreparedStatement", cmd.clone()))
+            .await
+            .map(|_| ());
+        results.push((format!("DoAction: {what}"), r));
+        let put = FlightData {
+            flight_descriptor: Some(FlightDescriptor::new_cmd(cmd.clone())),
+            data_header: cmd.clone().into(),
+            data_body: cmd.clone().into(),
+            ..Default::default()
+        };
+        let r = match c.do_put(futures::stream::iter(vec![put])).await {
+            Ok(s) => {
+                use futures::StreamExt;
+                let mut s = s.into_inner();
+                match s.next().await {
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        results.push((format!("DoPut: {what}"), r));
+    }
+    let r = c
+        .handshake(futures::stream::iter(vec![HandshakeRequest {
+            protocol_version: 0,
+            payload: b"\xff\xfe".to_vec().into(),
+        }]))
+        .await
+        .map(|_| ());
+    results.push(("Handshake: garbage payload".into(), r));
+    let r = c
+        .list_flights(Criteria {
+            expression: b"\xff".to_vec().into(),
+        })
+        .await
+        .map(|_| ());
+    results.push(("ListFlights".into(), r));
+    let internal: Vec<String> = results
+        .iter()
+        .filter_map(|(what, r)| match r {
+            Err(e) if matches!(e.code(), tonic::Code::Internal | tonic::Code::Unknown) => {
+                Some(format!("{what}: {:?} {}", e.code(), e.message()))
+            }
+            _ => None,
+        })
+        .collect();
+    for (what, r) in &results {
+        eprintln!(
+            "{what}: {:?}",
+            r.as_ref()
+                .map_err(|e| (e.code(), e.message().chars().take(100).collect::<String>()))
+        );
+    }
+    assert!(internal.is_empty(), "{internal:#?}");
+}
