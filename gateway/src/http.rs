@@ -94,7 +94,8 @@ pub fn ready_json(state: &GatewayState) -> String {
     sources.sort();
     sources.dedup();
     serde_json::json!({
-        "ready": true,
+        "ready": !state.draining(),
+        "draining": state.draining(),
         "ports": catalog.mesh.ports().count(),
         "degraded_ports": degraded,
         "unavailable_ports": unavailable_json,
@@ -130,7 +131,13 @@ pub async fn serve_http(
             "/health/ready",
             get(move || {
                 let body = ready_json(&state);
-                async move { ([(CONTENT_TYPE, "application/json")], body) }
+                // A draining gateway answers 503, so load balancers stop sending it work.
+                let code = if state.draining() {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                };
+                async move { (code, [(CONTENT_TYPE, "application/json")], body) }
             }),
         );
     axum::serve(listener, app)

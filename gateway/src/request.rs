@@ -540,6 +540,15 @@ impl GatewayState {
             Err(e) => Err(e),
         };
         let mut outcome = Outcome::sql(sql);
+        if self.draining() {
+            return self.finish(
+                &call,
+                outcome,
+                Err(GatewayError::Unavailable(
+                    "the gateway is shutting down; retry on another replica".into(),
+                )),
+            );
+        }
         let planned = match planned {
             Ok(p) => p,
             Err(e) => {
@@ -588,6 +597,7 @@ impl GatewayState {
         let active = self.metrics().query_started();
         let stream_span = tracing::info_span!(parent: &span, "stream");
         let query_span = span;
+        let stopping = self.stopping();
         self.exec().spawn(async move {
             let _active = active;
             let run = async move {
@@ -610,6 +620,8 @@ impl GatewayState {
                     )))
                 };
                 let mut timed_out = false;
+                let mut stopped = false;
+                tokio::pin!(stopping);
                 loop {
                     // Stop as soon as the client goes away, even while an operator is still
                     // working towards its first batch: dropping the stream cancels the plan.
@@ -622,6 +634,10 @@ impl GatewayState {
                         }
                         () = tokio::time::sleep_until(deadline) => {
                             timed_out = true;
+                            break;
+                        }
+                        () = &mut stopping => {
+                            stopped = true;
                             break;
                         }
                     };
@@ -652,12 +668,18 @@ impl GatewayState {
                         break;
                     }
                 }
-                if timed_out {
+                if timed_out || stopped {
                     // Stop the work (sources included) and give the slot back first; the
                     // client gets the error when it reads on.
                     drop(stream);
                     drop(permit);
-                    let status = over_time();
+                    let status = if stopped {
+                        Status::unavailable(
+                            "the gateway shut down before the query ended; run it again",
+                        )
+                    } else {
+                        over_time()
+                    };
                     failure = Some(status.clone());
                     tracing::info!(sql = %sql_for_log, rows, "query over its time budget; stopped");
                     let _ = tx.send(Err(status)).await;

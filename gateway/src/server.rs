@@ -36,6 +36,7 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     let tls = state.engine().catalog().mesh.auth.tls.clone();
     let catalog = crate::catalog_service::catalog_server(Arc::clone(&state));
+    let drain = (Arc::clone(&state), state.options().drain_timeout);
     let service = GuardedFlightService(MeshFlightSqlService::new(state));
     let svc = FlightServiceServer::new(service)
         .max_decoding_message_size(16 << 20)
@@ -68,7 +69,25 @@ pub async fn serve(
             .tls_config(tls_config(tls)?)
             .map_err(|e| GatewayError::BadRequest(format!("invalid TLS settings: {e}")))?;
     }
-    builder
+    // Shutdown: readiness turns false, no new connection or query is taken, running
+    // streams get `drain_timeout` to end, then they are cancelled (sources included).
+    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let reporter_on_drain = reporter.clone();
+    let (state, drain_timeout) = drain;
+    let state_for_signal = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown.await;
+        state_for_signal.start_draining();
+        reporter_on_drain
+            .set_not_serving::<FlightServiceServer<GuardedFlightService>>()
+            .await;
+        tracing::info!(
+            drain_timeout_s = drain_timeout.as_secs_f64(),
+            "shutting down: draining running queries"
+        );
+        let _ = begun_tx.send(());
+    };
+    let server = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -83,9 +102,17 @@ pub async fn serve(
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
-        )
-        .await
-        .map_err(|e| GatewayError::Unavailable(format!("the Flight SQL server stopped: {e}")))
+        );
+    let stopper = tokio::spawn(async move {
+        if begun_rx.await.is_ok() {
+            tokio::time::sleep(drain_timeout).await;
+            tracing::warn!("drain time over: cancelling the queries still running");
+            state.stop_queries();
+        }
+    });
+    let result = server.await;
+    stopper.abort();
+    result.map_err(|e| GatewayError::Unavailable(format!("the Flight SQL server stopped: {e}")))
 }
 
 /// The TLS settings of `auth.tls`: the gateway's certificate, and with `client_ca_file`

@@ -75,6 +75,8 @@ pub struct GatewayOptions {
     /// How often each port's source schema is compared with its contract (also once at
     /// start-up); `None`: only at start-up.
     pub drift_interval: Option<Duration>,
+    /// On shutdown, how long running queries may go on before they are cancelled.
+    pub drain_timeout: Duration,
 }
 
 impl Default for GatewayOptions {
@@ -87,6 +89,7 @@ impl Default for GatewayOptions {
             limits: SqlLimits::default(),
             flight: FlightSettings::default(),
             drift_interval: Some(Duration::from_secs(300)),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -170,6 +173,10 @@ pub struct GatewayState {
     usage: Arc<Usage>,
     signer: TicketSigner,
     password_checks: crate::security::throttle::PasswordChecks,
+    /// `true` once shutdown began: readiness is false and new queries are refused.
+    draining: std::sync::atomic::AtomicBool,
+    /// Set when the drain time is over: running queries stop.
+    stop: tokio::sync::watch::Sender<bool>,
     options: GatewayOptions,
     exec: tokio::runtime::Handle,
 }
@@ -235,6 +242,8 @@ impl GatewayState {
             password_checks: crate::security::throttle::PasswordChecks::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            stop: tokio::sync::watch::channel(false).0,
             options,
             exec,
         }))
@@ -254,6 +263,30 @@ impl GatewayState {
 
     fn serving(&self) -> Arc<Serving> {
         Arc::clone(&self.serving.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Begins shutdown: readiness turns false and new queries are refused.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether shutdown began.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ends the drain: every running query stops (its sources' statements too).
+    pub fn stop_queries(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves when running queries must stop.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
     }
 
     /// The bound on concurrent password checks and the per-client failure counts.

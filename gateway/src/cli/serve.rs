@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// How long a ticket from GetFlightInfo stays valid, in seconds.
     #[arg(long, default_value_t = 3600)]
     ticket_ttl_s: u64,
+    /// On SIGTERM/SIGINT, how long running queries may go on (readiness is false and new
+    /// queries are refused meanwhile) before they are cancelled, in seconds.
+    #[arg(long, default_value_t = 30, env = "MESHGATE_DRAIN_TIMEOUT_S")]
+    drain_timeout_s: u64,
     /// Directory for the gateway's state (usage records); overrides `state_dir` of mesh.yaml.
     #[arg(long, env = "MESHGATE_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -95,6 +99,7 @@ fn options(args: &ServeArgs) -> Result<GatewayOptions, GatewayError> {
         ..Default::default()
     };
     o.flight.ticket_ttl = std::time::Duration::from_secs(args.ticket_ttl_s.max(1));
+    o.drain_timeout = std::time::Duration::from_secs(args.drain_timeout_s);
     o.drift_interval = (args.drift_check_interval_s > 0)
         .then(|| std::time::Duration::from_secs(args.drift_check_interval_s));
     if let Some(n) = args.target_partitions {

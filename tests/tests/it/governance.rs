@@ -184,3 +184,39 @@ async fn recursive_queries_end() {
         .to_string();
     assert!(text.contains("| 820 |"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_running_queries_then_cancels_them() {
+    let opts = meshgate::server::GatewayOptions {
+        drain_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let gw = TestGateway::start_with(&demo_dir(), opts).await;
+    let state = std::sync::Arc::clone(&gw.state);
+    let mut held = started(&gw, BIG).await;
+    let mut c = gw.client().await;
+    assert!(meshgate::http::ready_json(&state).contains("\"ready\":true"));
+    let stopping = tokio::spawn(gw.shutdown_and_wait());
+    wait_until("readiness turns false", || {
+        meshgate::http::ready_json(&state).contains("\"ready\":false")
+    })
+    .await;
+    // No new query is taken while draining.
+    let refused = query(&mut c, "SELECT count(*) FROM customers.crm.region").await;
+    assert!(refused.is_err(), "a new query during the drain");
+    // The running one is cancelled once the drain time is over, with an error.
+    let mut error = None;
+    while let Some(item) = held.next().await {
+        if let Err(e) = item {
+            error = Some(to_status(e));
+            break;
+        }
+    }
+    let e = error.expect("the held stream ends with an error");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    assert!(e.message().contains("shut down"), "{e}");
+    tokio::time::timeout(std::time::Duration::from_secs(30), stopping)
+        .await
+        .expect("the server stops after the drain")
+        .expect("join");
+}
