@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+pub mod cancel;
 pub mod catalog;
 pub mod catalog_service;
 pub mod cli;

@@ -525,6 +525,33 @@ impl GatewayState {
         sql: &str,
         params: Option<RecordBatch>,
     ) -> Result<(SchemaRef, ResultBatches), Status> {
+        self.execute_ticket(call, sql, params, None).await
+    }
+
+    /// [`Self::execute`] for a ticket: CancelFlightInfo with a FlightInfo holding `ticket`
+    /// stops the query (and a ticket cancelled before it ran is refused).
+    pub async fn execute_ticket(
+        self: &Arc<Self>,
+        call: Call,
+        sql: &str,
+        params: Option<RecordBatch>,
+        ticket: Option<&[u8]>,
+    ) -> Result<(SchemaRef, ResultBatches), Status> {
+        let registration = match ticket {
+            Some(t) => match self.queries().start(t, &call.principal.name) {
+                Some(r) => Some(r),
+                None => {
+                    return self.finish(
+                        &call,
+                        Outcome::sql(sql),
+                        Err(GatewayError::BadRequest(
+                            "the query was cancelled (CancelFlightInfo) before it ran".into(),
+                        )),
+                    )
+                }
+            },
+            None => None,
+        };
         let values = match &params {
             Some(b) => params_from_batch(b),
             None => Ok(vec![]),
@@ -598,7 +625,20 @@ impl GatewayState {
         let stream_span = tracing::info_span!(parent: &span, "stream");
         let query_span = span;
         let stopping = self.stopping();
+        let cancel_rx = registration.as_ref().map(|r| r.cancelled.clone());
+        let cancelled = async move {
+            match cancel_rx {
+                Some(mut rx) => {
+                    if rx.wait_for(|c| *c).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         self.exec().spawn(async move {
+            // Cancellable until the task ends.
+            let _registration = registration;
             let _active = active;
             let run = async move {
                 let permit = permit;
@@ -621,7 +661,9 @@ impl GatewayState {
                 };
                 let mut timed_out = false;
                 let mut stopped = false;
+                let mut was_cancelled = false;
                 tokio::pin!(stopping);
+                tokio::pin!(cancelled);
                 loop {
                     // Stop as soon as the client goes away, even while an operator is still
                     // working towards its first batch: dropping the stream cancels the plan.
@@ -638,6 +680,10 @@ impl GatewayState {
                         }
                         () = &mut stopping => {
                             stopped = true;
+                            break;
+                        }
+                        () = &mut cancelled => {
+                            was_cancelled = true;
                             break;
                         }
                     };
@@ -668,7 +714,7 @@ impl GatewayState {
                         break;
                     }
                 }
-                if timed_out || stopped {
+                if timed_out || stopped || was_cancelled {
                     // Stop the work (sources included) and give the slot back first; the
                     // client gets the error when it reads on.
                     drop(stream);
@@ -677,6 +723,8 @@ impl GatewayState {
                         Status::unavailable(
                             "the gateway shut down before the query ended; run it again",
                         )
+                    } else if was_cancelled {
+                        Status::cancelled("the query was cancelled (CancelFlightInfo)")
                     } else {
                         over_time()
                     };

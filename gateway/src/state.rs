@@ -177,6 +177,8 @@ pub struct GatewayState {
     draining: std::sync::atomic::AtomicBool,
     /// Set when the drain time is over: running queries stop.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Running queries by ticket, for CancelFlightInfo.
+    queries: crate::cancel::Queries,
     options: GatewayOptions,
     exec: tokio::runtime::Handle,
 }
@@ -244,6 +246,7 @@ impl GatewayState {
             ),
             draining: std::sync::atomic::AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
+            queries: crate::cancel::Queries::default(),
             options,
             exec,
         }))
@@ -263,6 +266,11 @@ impl GatewayState {
 
     fn serving(&self) -> Arc<Serving> {
         Arc::clone(&self.serving.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The cancellable queries of this replica.
+    pub fn queries(&self) -> &crate::cancel::Queries {
+        &self.queries
     }
 
     /// Begins shutdown: readiness turns false and new queries are refused.

@@ -139,3 +139,58 @@ def test_cancelling_before_the_first_batch_stops_the_query(client, gateway):
     while time.time() < deadline and log.read_text().count("client went away") == before:
         time.sleep(0.1)
     assert log.read_text().count("client went away") > before, "the server kept working after the cancel"
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _cancel_flight_info(client, info, opts):
+    """CancelFlightInfo (Flight RPC): body CancelFlightInfoRequest{info}, result status."""
+    raw = info.serialize()
+    body = b"\x0a" + _varint(len(raw)) + raw
+    results = list(client.do_action(fl.Action("CancelFlightInfo", body), opts))
+    status = results[0].body.to_pybytes()
+    assert status[:1] == b"\x08", status
+    return status[1]
+
+
+BIG = "SELECT l.*, n.* FROM sales.orders.lineitem l, customers.crm.nation n"
+
+
+def test_cancel_flight_info_stops_a_running_query(client):
+    opts = bearer_options(client)
+    cmd = pb.CommandStatementQuery(query=BIG)
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(any_of(cmd)), opts)
+    reader = client.do_get(info.endpoints[0].ticket, opts)
+    reader.read_chunk()
+    assert _cancel_flight_info(client, info, opts) == 1  # CANCELLED
+    with pytest.raises(fl.FlightCancelledError, match="cancelled"):
+        while True:
+            reader.read_chunk()
+
+
+def test_a_query_cancelled_before_it_runs_is_refused_and_cancel_query_works(client):
+    opts = bearer_options(client)
+    cmd = pb.CommandStatementQuery(query="SELECT r_name FROM customers.crm.region")
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(any_of(cmd)), opts)
+    assert _cancel_flight_info(client, info, opts) == 1
+    with pytest.raises(pa.ArrowInvalid, match="cancelled"):
+        client.do_get(info.endpoints[0].ticket, opts).read_all()
+    # The Flight SQL action (deprecated, still sent by older clients).
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(any_of(cmd)), opts)
+    req = pb.ActionCancelQueryRequest(info=info.serialize())
+    results = list(client.do_action(fl.Action("CancelQuery", any_of(req)), opts))
+    res_any = any_pb2.Any()
+    res_any.ParseFromString(results[0].body.to_pybytes())
+    res = pb.ActionCancelQueryResult()
+    res_any.Unpack(res)
+    assert res.result == pb.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED
+    with pytest.raises(pa.ArrowInvalid, match="cancelled"):
+        client.do_get(info.endpoints[0].ticket, opts).read_all()

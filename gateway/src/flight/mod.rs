@@ -82,6 +82,22 @@ impl MeshFlightSqlService {
         }
     }
 
+    /// Cancels the queries of `info`'s tickets that the caller runs on this replica, and
+    /// refuses them later if they have not run; whether the info held a ticket.
+    fn cancel(&self, call: &Call, info: &FlightInfo) -> bool {
+        let mut any = false;
+        for ticket in info.endpoint.iter().filter_map(|e| e.ticket.as_ref()) {
+            // DoGet sees the statement handle inside the Flight SQL ticket.
+            let handle = Any::decode(ticket.ticket.clone())
+                .ok()
+                .and_then(|a| a.unpack::<TicketStatementQuery>().ok().flatten())
+                .map_or_else(|| ticket.ticket.to_vec(), |t| t.statement_handle.to_vec());
+            self.state.queries().cancel(&handle, &call.principal.name);
+            any = true;
+        }
+        any
+    }
+
     /// The gateway state it serves.
     pub fn state(&self) -> &Arc<GatewayState> {
         &self.state
@@ -507,10 +523,62 @@ impl FlightSqlService for MeshFlightSqlService {
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
         let call = self.authenticate(&request, Rpc::OtherAction).await?;
         let kind = request.get_ref().r#type.clone();
+        if kind == "CancelFlightInfo" {
+            let result =
+                arrow_flight::CancelFlightInfoRequest::decode(request.get_ref().body.clone())
+                    .map_err(|e| {
+                        GatewayError::BadRequest(format!("malformed CancelFlightInfoRequest: {e}"))
+                    })
+                    .and_then(|r| {
+                        r.info.ok_or_else(|| {
+                            GatewayError::BadRequest(
+                                "CancelFlightInfoRequest without `info`".into(),
+                            )
+                        })
+                    })
+                    .map(|info| {
+                        let status = match self.cancel(&call, &info) {
+                            true => arrow_flight::CancelStatus::Cancelled,
+                            false => arrow_flight::CancelStatus::NotCancellable,
+                        };
+                        let body = arrow_flight::CancelFlightInfoResult {
+                            status: status as i32,
+                        }
+                        .encode_to_vec();
+                        let out: <Self as FlightService>::DoActionStream =
+                            Box::pin(futures::stream::iter(vec![Ok(arrow_flight::Result {
+                                body: body.into(),
+                            })]));
+                        Response::new(out)
+                    });
+            return self.state.finish(&call, Outcome::default(), result);
+        }
         self.refuse(
             &call,
             GatewayError::Unimplemented(format!("action `{kind}` is not supported")),
         )
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: arrow_flight::sql::ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<arrow_flight::sql::ActionCancelQueryResult, Status> {
+        let call = self.authenticate(&request, Rpc::OtherAction).await?;
+        let result = FlightInfo::decode(query.info)
+            .map_err(|e| GatewayError::BadRequest(format!("malformed FlightInfo: {e}")))
+            .map(|info| {
+                // CancelResult (not re-exported by arrow-flight): 1 CANCELLED, 3
+                // NOT_CANCELLABLE, the values of CancelStatus.
+                let status = match self.cancel(&call, &info) {
+                    true => arrow_flight::CancelStatus::Cancelled,
+                    false => arrow_flight::CancelStatus::NotCancellable,
+                };
+                arrow_flight::sql::ActionCancelQueryResult {
+                    result: status as i32,
+                }
+            });
+        self.state.finish(&call, Outcome::default(), result)
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

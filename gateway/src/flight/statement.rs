@@ -99,7 +99,13 @@ pub(super) async fn do_get(
         Ok((t.sql, params))
     })();
     match checked {
-        Ok((sql, params)) => stream(svc, call, &sql, params).await,
+        Ok((sql, params)) => {
+            let (schema, batches) = svc
+                .state
+                .execute_ticket(call, &sql, params, Some(handle))
+                .await?;
+            Ok(Response::new(encode(svc, schema, batches)))
+        }
         Err(e) => svc.refuse(&call, e),
     }
 }
@@ -112,6 +118,15 @@ pub(super) async fn stream(
     params: Option<RecordBatch>,
 ) -> Result<Response<DoGetStream>, Status> {
     let (schema, batches) = svc.state.execute(call, sql, params).await?;
+    Ok(Response::new(encode(svc, schema, batches)))
+}
+
+/// The result rows as Flight data.
+fn encode(
+    svc: &MeshFlightSqlService,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: crate::request::ResultBatches,
+) -> DoGetStream {
     let batches = tokio_stream::wrappers::ReceiverStream::new(batches)
         .map_err(|s| FlightError::Tonic(Box::new(s)));
     let flight = FlightDataEncoderBuilder::new()
@@ -119,5 +134,5 @@ pub(super) async fn stream(
         .with_max_flight_data_size(svc.state.settings().max_message_bytes)
         .build(batches)
         .map_err(Status::from);
-    Ok(Response::new(Box::pin(flight)))
+    Box::pin(flight)
 }
