@@ -43,6 +43,26 @@ pub fn metrics_text(state: &GatewayState) -> String {
         }
     }
     admission_metrics(&mut o, engine.admission());
+    let health = catalog.source_health();
+    for (metric, help, pick) in [
+        (
+            "meshgate_source_consecutive_failures",
+            "Statements in a row that could not reach a source (0: the last one did).",
+            (|h: &meshgate_connector::SourceHealth| u64::from(h.consecutive_failures))
+                as fn(&meshgate_connector::SourceHealth) -> u64,
+        ),
+        (
+            "meshgate_source_circuit_open",
+            "1 while a source's statements fail at once (circuit breaker open).",
+            |h| u64::from(h.circuit_open),
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {metric} {help}");
+        let _ = writeln!(o, "# TYPE {metric} gauge");
+        for (s, h) in &health {
+            let _ = writeln!(o, "{metric}{{source=\"{}\"}} {}", esc(s), pick(h));
+        }
+    }
     let _ = writeln!(
         o,
         "# HELP meshgate_memory_pool_reserved_bytes Memory reserved by running queries."
@@ -93,7 +113,22 @@ pub fn ready_json(state: &GatewayState) -> String {
         .collect();
     sources.sort();
     sources.dedup();
+    let failing: Vec<serde_json::Value> = catalog
+        .source_health()
+        .into_iter()
+        .filter(|(_, h)| h.consecutive_failures > 0)
+        .map(|(name, h)| {
+            serde_json::json!({
+                "source": name,
+                "consecutive_failures": h.consecutive_failures,
+                "circuit_open": h.circuit_open,
+                "last_error": h.last_error,
+                "failing_since": h.failing_since.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()),
+            })
+        })
+        .collect();
     serde_json::json!({
+        "failing_sources": failing,
         "ready": !state.draining(),
         "draining": state.draining(),
         "ports": catalog.mesh.ports().count(),

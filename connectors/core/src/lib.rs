@@ -127,6 +127,19 @@ pub struct PoolStats {
     pub waiting: u64,
 }
 
+/// How reachable a source has been lately, for readiness and the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceHealth {
+    /// Statements in a row that could not reach the source (0: the last one did).
+    pub consecutive_failures: u32,
+    /// The last such failure.
+    pub last_error: Option<String>,
+    /// When the current run of failures began.
+    pub failing_since: Option<std::time::SystemTime>,
+    /// Whether statements fail at once without trying (circuit breaker open).
+    pub circuit_open: bool,
+}
+
 /// What a port's schema promises about its data; contract drift checks rely on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SchemaTraits {
@@ -147,6 +160,11 @@ pub trait Connector: Send + Sync + Debug {
 
     /// The connection pool's use, for sources that keep one (SQL servers); `None` otherwise.
     fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+
+    /// How reachable the source has been at query time, for sources that track it.
+    fn health(&self) -> Option<SourceHealth> {
         None
     }
 

@@ -37,6 +37,7 @@
 //! assert_eq!(s.pool_size, 8);
 //! ```
 
+pub mod breaker;
 pub mod cancel;
 pub mod capability;
 mod exec;

@@ -182,6 +182,8 @@ pub struct SqlSource {
     active: Arc<AtomicU64>,
     /// Whether filters, limits and sub-plans are pushed (`pushdown: on`, the default).
     pushdown: bool,
+    /// Fails statements at once while the source keeps failing.
+    breaker: crate::breaker::Breaker,
 }
 
 /// Decrements a gauge when dropped.
@@ -220,6 +222,7 @@ impl SqlSource {
             pool: tokio::sync::Mutex::new(None),
             active: Arc::default(),
             pushdown: true,
+            breaker: crate::breaker::Breaker::default(),
         }
     }
 
@@ -248,6 +251,18 @@ impl SqlSource {
             size,
             in_use: active.min(size),
             waiting: active.saturating_sub(size),
+        }
+    }
+
+    /// How reachable the source has been at query time.
+    pub fn health(&self) -> meshgate_connector::SourceHealth {
+        self.breaker.health()
+    }
+
+    /// Counts `e` against the source when it means the source could not be reached.
+    fn observe(&self, e: &ConnectorError) {
+        if crate::breaker::counts(e.class) {
+            self.breaker.failed(&e.message);
         }
     }
 
@@ -371,7 +386,18 @@ impl SqlSource {
             // The statement counts from asking for a connection until its rows are read or
             // dropped.
             let held = Gauge::up(&this.active);
-            let pool = this.pool().await.map_err(ConnectorError::into_datafusion)?;
+            if let Err(m) = this.breaker.admit() {
+                return Err(this
+                    .wrap(ConnectorError::new(ErrorClass::Unavailable, m))
+                    .into_datafusion());
+            }
+            let pool = match this.pool().await {
+                Ok(p) => p,
+                Err(e) => {
+                    this.observe(&e);
+                    return Err(e.into_datafusion());
+                }
+            };
             tracing::debug!(source = %this.name, sql = %sql, "query sent to source");
             let inner = match tokio::time::timeout(
                 this.settings.acquire_timeout + timeout,
@@ -380,16 +406,21 @@ impl SqlSource {
             .await
             {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(this.failed(e, &sql).into_datafusion()),
+                Ok(Err(e)) => {
+                    let e = this.failed(e, &sql);
+                    this.observe(&e);
+                    return Err(e.into_datafusion());
+                }
                 Err(_) => {
-                    return Err(this
-                        .wrap(ConnectorError::new(
-                            ErrorClass::Timeout,
-                            format!("no answer within {} ms", timeout.as_millis()),
-                        ))
-                        .into_datafusion())
+                    let e = this.wrap(ConnectorError::new(
+                        ErrorClass::Timeout,
+                        format!("no answer within {} ms", timeout.as_millis()),
+                    ));
+                    this.observe(&e);
+                    return Err(e.into_datafusion());
                 }
             };
+            this.breaker.succeeded();
             let describe = this.describe();
             let sql = Arc::new(sql);
             let bounded = futures::stream::unfold(Some((inner, held)), move |state| {
@@ -416,19 +447,20 @@ impl SqlSource {
                                     format!("{describe}: {e}"),
                                 ),
                             };
+                            this.observe(&e);
                             Some((Err(e.into_datafusion()), None))
                         }
-                        Err(_) => Some((
-                            Err(ConnectorError::new(
+                        Err(_) => {
+                            let e = ConnectorError::new(
                                 ErrorClass::Timeout,
                                 format!(
                                     "{describe}: no rows for {} ms (statement_timeout_ms)",
                                     timeout.as_millis()
                                 ),
-                            )
-                            .into_datafusion()),
-                            None,
-                        )),
+                            );
+                            this.observe(&e);
+                            Some((Err(e.into_datafusion()), None))
+                        }
                     }
                 }
             });
@@ -566,6 +598,10 @@ impl SqlConnector {
 
 #[async_trait]
 impl Connector for SqlConnector {
+    fn health(&self) -> Option<meshgate_connector::SourceHealth> {
+        Some(self.source.health())
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         Some(self.source.pool_stats())
     }

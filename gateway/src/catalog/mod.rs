@@ -227,6 +227,14 @@ impl MeshCatalog {
             .collect()
     }
 
+    /// Query-time reachability of every source that tracks it.
+    pub fn source_health(&self) -> Vec<(String, meshgate_connector::SourceHealth)> {
+        self.connectors
+            .iter()
+            .filter_map(|(name, c)| Some((name.clone(), c.as_ref().ok()?.health()?)))
+            .collect()
+    }
+
     /// Every degraded port with what differs.
     pub fn degraded_ports(&self) -> BTreeMap<PortRef, Vec<String>> {
         read(&self.degraded).clone()

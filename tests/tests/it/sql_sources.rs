@@ -894,3 +894,83 @@ async fn running(
         n.unwrap_or(0)
     }
 }
+
+/// A source that goes down fails its statements at once after a few failures (circuit
+/// breaker), readiness names it meanwhile, and it serves again soon after it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_is_reported_fails_fast_and_recovers() {
+    let mut pg = tokio::task::spawn_blocking(dbs::postgres_own)
+        .await
+        .expect("start");
+    dbs::load_postgres(&pg.addr).await;
+    let addr = pg.addr.clone();
+    let dir = tempfile::tempdir().expect("tmp");
+    write_file(dir.path(), "secrets/pg", &addr.password);
+    write_file(
+        dir.path(),
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: flaky\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 1000, acquire_timeout_ms: 1500 }} }}\n",
+            addr.host, addr.port, addr.database, addr.user
+        ),
+    );
+    write_file(
+        dir.path(),
+        "domains/c/crm.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: c\nname: crm\nowner: { team: c }\nports:\n  - { name: nation, source: crm_pg, table: nation }\n",
+    );
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    let sql = "SELECT count(*) AS n FROM c.crm.nation";
+    query(&mut c, sql).await.expect("serves");
+    pg.stop();
+    let mut messages = Vec::new();
+    for _ in 0..4 {
+        let e = query(&mut c, sql).await.expect_err("down");
+        assert!(
+            matches!(
+                e.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            ),
+            "{e}"
+        );
+        messages.push(e.message().to_string());
+    }
+    assert!(
+        messages[3].contains("crm_pg") && messages[3].contains("times in a row"),
+        "the fourth fails at once: {messages:#?}"
+    );
+    let e = query(&mut c, sql).await.expect_err("still open");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    let ready = meshgate::http::ready_json(&gw.state);
+    assert!(
+        ready.contains("\"source\":\"crm_pg\"") && ready.contains("\"circuit_open\":true"),
+        "{ready}"
+    );
+    assert!(gw
+        .metrics_text()
+        .contains("meshgate_source_circuit_open{source=\"crm_pg\"} 1"));
+    // Back: the breaker lets a probe through after its cooldown and the port serves.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.restart(Kind::Postgres);
+        pg
+    })
+    .await
+    .expect("restart");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match query(&mut c, sql).await {
+            Ok(b) => {
+                assert!(text(&b).contains("| 25 |"), "{}", text(&b));
+                break;
+            }
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "never recovered: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let ready = meshgate::http::ready_json(&gw.state);
+    assert!(ready.contains("\"failing_sources\":[]"), "{ready}");
+    drop(pg);
+}
