@@ -339,3 +339,35 @@ async fn the_catalog_view_lists_only_readable_products() {
         .expect("mesh.catalog.ports");
     assert_eq!(strings(&rows, 0), vec![Some("staff".into())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_password_storm_is_refused_without_checks_and_others_still_get_in() {
+    let f = fixture().await;
+    let from = |client: &str, pw: &str| {
+        let mut m = basic("analyst", pw);
+        m.client = Some(client.into());
+        m
+    };
+    for _ in 0..meshgate::security::throttle::MAX_FAILURES {
+        let e = f
+            .state
+            .authenticate(Rpc::Handshake, from("10.9.9.9:1000", "wrong"))
+            .await
+            .expect_err("wrong password");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
+    // Past the failures, even the right password from that address waits out the window,
+    // and no check is spent on it.
+    assert!(f.state.password_checks().backoff("10.9.9.9").is_some());
+    let e = f
+        .state
+        .authenticate(Rpc::Handshake, from("10.9.9.9:1001", "analyst-pw"))
+        .await
+        .expect_err("backing off");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    // Another client is not affected.
+    f.state
+        .authenticate(Rpc::Handshake, from("10.1.1.1:1000", "analyst-pw"))
+        .await
+        .expect("another address");
+}

@@ -19,6 +19,8 @@ pub struct SqlLimits {
     pub max_expr_depth: usize,
     /// Most set-operation branches (`UNION`, `INTERSECT`, `EXCEPT`).
     pub max_set_operations: usize,
+    /// Most table references (a join's planning time grows steeply with their number).
+    pub max_relations: usize,
     /// Parser recursion limit (nested parentheses and subqueries).
     pub parser_recursion_limit: usize,
     /// Stack size of planning threads, in bytes.
@@ -33,6 +35,7 @@ impl Default for SqlLimits {
             max_expr_nodes: 20_000,
             max_expr_depth: 400,
             max_set_operations: 256,
+            max_relations: 128,
             parser_recursion_limit: 64,
             planning_stack_bytes: 256 << 20,
         }
@@ -46,6 +49,7 @@ pub struct AstBudget {
     depth: usize,
     max_depth: usize,
     set_ops: usize,
+    relations: usize,
 }
 
 fn count_set_ops(body: &SetExpr) -> usize {
@@ -76,6 +80,14 @@ impl Visitor for AstBudget {
 
     fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
         self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(
+        &mut self,
+        _relation: &datafusion::sql::sqlparser::ast::ObjectName,
+    ) -> ControlFlow<()> {
+        self.relations += 1;
         ControlFlow::Continue(())
     }
 }
@@ -111,6 +123,13 @@ impl SqlLimits {
             return Err(GatewayError::TooComplex(format!(
                 "expressions nest {} levels deep (long AND/OR/+ chains count one level per term); the limit is {}",
                 b.max_depth, self.max_expr_depth
+            )));
+        }
+        if b.relations > self.max_relations {
+            return Err(GatewayError::TooComplex(format!(
+                "the statement references {} tables; the limit is {} (planning time grows \
+                 steeply with the number of joined tables)",
+                b.relations, self.max_relations
             )));
         }
         if b.set_ops > self.max_set_operations {

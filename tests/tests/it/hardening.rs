@@ -144,6 +144,16 @@ async fn deep_and_huge_sql_is_refused_quickly() {
             "UNION ALL x 5,000",
             repeat_join("SELECT 1", " UNION ALL ", 5_000),
         ),
+        (
+            "300-way join",
+            format!(
+                "SELECT count(*) FROM {}",
+                (0..300)
+                    .map(|i| format!("customers.crm.region r{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
         ("2 MiB text", format!("SELECT '{}'", "x".repeat(2 << 20))),
         // Past the gRPC message limit (16 MiB) the transport refuses it with OUT_OF_RANGE.
         ("16 MiB text", format!("SELECT '{}'", "x".repeat(16 << 20))),
