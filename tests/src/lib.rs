@@ -3,6 +3,7 @@
 
 pub mod dbs;
 pub mod fuzz;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -497,20 +497,22 @@ impl SqlPool for MyPool {
                 // The server keeps running a statement whose client left until it has rows
                 // to send: stop it from another connection, then close this one instead of
                 // returning it to the pool (the rest of its result is unread).
-                match pool.get_conn().await {
-                    Ok(mut killer) => {
-                        if let Err(e) = killer
-                            .query_drop(format!("KILL QUERY {connection_id}"))
-                            .await
-                        {
-                            tracing::warn!(error = %e, "cannot stop an abandoned MySQL statement");
-                        }
-                    }
-                    Err(e) => {
+                // Bounded: a server that stopped answering must not hold this task forever.
+                let bound = std::time::Duration::from_secs(5);
+                let kill = async {
+                    let mut killer = pool.get_conn().await?;
+                    killer
+                        .query_drop(format!("KILL QUERY {connection_id}"))
+                        .await
+                };
+                match tokio::time::timeout(bound, kill).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "cannot stop an abandoned MySQL statement")
                     }
+                    Err(_) => tracing::warn!("stopping an abandoned MySQL statement timed out"),
                 }
-                if let Err(e) = conn.disconnect().await {
+                if let Ok(Err(e)) = tokio::time::timeout(bound, conn.disconnect()).await {
                     tracing::debug!(error = %e, "closing an abandoned mysql connection");
                 }
             }

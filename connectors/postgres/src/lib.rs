@@ -466,12 +466,17 @@ impl Drop for Statement {
             return;
         };
         rt.spawn(async move {
-            if let Err(e) = token.cancel_query(tokio_postgres::NoTls).await {
-                tracing::warn!(error = %e, "cannot cancel a PostgreSQL statement");
+            // Bounded: a source that stopped answering must not hold the connection (a slot
+            // of the pool) forever; the pool's check on the next checkout drops it then.
+            let bound = Duration::from_secs(5);
+            match tokio::time::timeout(bound, token.cancel_query(tokio_postgres::NoTls)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot cancel a PostgreSQL statement"),
+                Err(_) => tracing::warn!("cancelling a PostgreSQL statement timed out"),
             }
             // The connection serves again only once the cancelled statement has ended.
             if let Some(c) = conn.as_any().downcast_ref::<PostgresConnection>() {
-                let _ = c.conn.simple_query("").await;
+                let _ = tokio::time::timeout(bound, c.conn.simple_query("")).await;
             }
             drop(conn);
         });

@@ -68,15 +68,17 @@ impl Breaker {
         }
     }
 
-    /// A statement could not reach the source.
-    pub fn failed(&self, message: &str) {
+    /// A statement could not reach the source; `true` when the circuit is (now) open.
+    pub fn failed(&self, message: &str) -> bool {
         let mut s = self.lock();
         s.consecutive = s.consecutive.saturating_add(1);
         s.last_error = Some(message.chars().take(300).collect());
         s.failing_since.get_or_insert_with(SystemTime::now);
         if s.consecutive >= OPEN_AFTER {
             s.opened_at = Some(Instant::now());
+            return true;
         }
+        false
     }
 
     /// The state, for readiness and the catalog.

@@ -259,10 +259,17 @@ impl SqlSource {
         self.breaker.health()
     }
 
-    /// Counts `e` against the source when it means the source could not be reached.
+    /// Counts `e` against the source when it means the source could not be reached. When
+    /// the circuit opens (and when a probe fails) the pool is dropped: connections stuck on
+    /// a server that stopped answering would otherwise fail statements long after it
+    /// recovered; the next statement connects afresh.
     fn observe(&self, e: &ConnectorError) {
-        if crate::breaker::counts(e.class) {
-            self.breaker.failed(&e.message);
+        if crate::breaker::counts(e.class) && self.breaker.failed(&e.message) {
+            if let Ok(mut pool) = self.pool.try_lock() {
+                if pool.take().is_some() {
+                    tracing::warn!(source = %self.name, "the source keeps failing: its connection pool is dropped and made anew on the next statement");
+                }
+            }
         }
     }
 

@@ -974,3 +974,87 @@ async fn a_failing_source_is_reported_fails_fast_and_recovers() {
     assert!(ready.contains("\"failing_sources\":[]"), "{ready}");
     drop(pg);
 }
+
+/// A PostgreSQL that stops answering (black-holed: connections accepted, nothing comes
+/// back) fails queries within the statement timeout, opens its circuit, shows in readiness,
+/// and serves again soon after the network heals: pooled connections stuck in the hole do
+/// not keep failing queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_source_recovers_soon_after_it_answers_again() {
+    use meshgate_tests::proxy::{Fault, FaultProxy};
+    let dbs = loaded_dbs().await;
+    let pg_addr: std::net::SocketAddr = format!("{}:{}", dbs.pg.addr.host, dbs.pg.addr.port)
+        .parse()
+        .expect("addr");
+    let proxy = FaultProxy::start(pg_addr).await;
+    let addr = &dbs.pg.addr;
+    let dir = tempfile::tempdir().expect("tmp");
+    write_file(dir.path(), "secrets/pg", &addr.password);
+    write_file(
+        dir.path(),
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: hole\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"127.0.0.1\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 1000, acquire_timeout_ms: 1500, statement_timeout_ms: 1500 }} }}\n",
+            proxy.addr.port(), addr.database, addr.user
+        ),
+    );
+    write_file(
+        dir.path(),
+        "domains/c/crm.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: c\nname: crm\nowner: { team: c }\nports:\n  - { name: nation, source: crm_pg, table: nation }\n",
+    );
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    let sql = "SELECT count(*) AS n FROM c.crm.nation";
+    // Several connections in the pool, all of which will be stuck.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(gw.client().await);
+    }
+    let warm = futures::future::join_all(clients.iter_mut().map(|c| query(c, sql))).await;
+    assert!(warm.iter().all(Result::is_ok), "{warm:?}");
+    proxy.set(Fault::Blackhole);
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        let e = query(&mut c, sql).await.expect_err("black-holed");
+        assert!(
+            matches!(
+                e.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            ),
+            "{e}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "a black-holed source holds a query {:?}",
+            started.elapsed()
+        );
+    }
+    let ready = meshgate::http::ready_json(&gw.state);
+    assert!(ready.contains("\"circuit_open\":true"), "{ready}");
+    proxy.set(Fault::Pass);
+    let healed = std::time::Instant::now();
+    loop {
+        match query(&mut c, sql).await {
+            Ok(b) => {
+                assert!(text(&b).contains("| 25 |"), "{}", text(&b));
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    healed.elapsed() < std::time::Duration::from_secs(60),
+                    "still failing a minute after the source answers again: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    eprintln!(
+        "served again {} ms after the network healed",
+        healed.elapsed().as_millis()
+    );
+    // And keeps serving: the connections stuck in the hole are gone.
+    for _ in 0..5 {
+        query(&mut c, sql).await.expect("serves after recovery");
+    }
+}
