@@ -80,6 +80,10 @@ pub struct LimitsDoc {
     /// least 1), so that one consumer cannot take every slot.
     #[serde(default)]
     pub principal_max_running_queries: Option<u32>,
+    /// Most queries one principal starts per minute (a token bucket; default: no rate
+    /// limit). Queries that read no source port do not count.
+    #[serde(default)]
+    pub principal_queries_per_minute: Option<u32>,
     /// Longest a query may run, planning and streaming included (default 900); a client's
     /// shorter gRPC deadline applies too.
     #[serde(default)]

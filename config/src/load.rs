@@ -241,6 +241,10 @@ fn build_limits(
             "principal_max_running_queries",
             doc.principal_max_running_queries.map(u64::from),
         ),
+        (
+            "principal_queries_per_minute",
+            doc.principal_queries_per_minute.map(u64::from),
+        ),
         ("queue_timeout_ms", doc.queue_timeout_ms),
         ("max_query_time_s", doc.max_query_time_s),
         ("max_recursion_depth", doc.max_recursion_depth),
@@ -260,6 +264,7 @@ fn build_limits(
         max_queued_queries: doc.max_queued_queries,
         queue_timeout_ms: doc.queue_timeout_ms,
         principal_max_running_queries: doc.principal_max_running_queries,
+        principal_queries_per_minute: doc.principal_queries_per_minute,
         max_query_time_s: doc.max_query_time_s,
         max_recursion_depth: doc.max_recursion_depth,
         max_recursive_rows: doc.max_recursive_rows,

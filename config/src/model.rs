@@ -116,6 +116,8 @@ pub struct Limits {
     pub queue_timeout_ms: Option<u64>,
     /// Most queries one principal runs at once.
     pub principal_max_running_queries: Option<u32>,
+    /// Most queries one principal starts per minute.
+    pub principal_queries_per_minute: Option<u32>,
     /// Longest a query may run, in seconds.
     pub max_query_time_s: Option<u64>,
     /// Most iterations of one recursive CTE.

@@ -25,6 +25,8 @@ pub struct AdmissionLimits {
     pub principal_running: usize,
     /// Per-group overrides of `principal_running`.
     pub groups: Vec<(String, usize)>,
+    /// Most queries one principal starts per minute.
+    pub per_minute: Option<u32>,
     /// Longest a query may run.
     pub max_query_time: Duration,
 }
@@ -47,6 +49,7 @@ impl AdmissionLimits {
                 .iter()
                 .map(|(g, n)| (g.clone(), *n as usize))
                 .collect(),
+            per_minute: l.principal_queries_per_minute,
             max_query_time: Duration::from_secs(l.max_query_time_s.unwrap_or(900)),
         }
     }
@@ -66,6 +69,8 @@ impl AdmissionLimits {
 struct Consumer {
     slots: Arc<Semaphore>,
     limit: usize,
+    /// Tokens for `limits.principal_queries_per_minute`, and when they were last refilled.
+    tokens: Mutex<(f64, std::time::Instant)>,
     running: AtomicI64,
     queued: AtomicI64,
     rejected: AtomicU64,
@@ -156,6 +161,10 @@ impl Admission {
             Arc::new(Consumer {
                 slots: Arc::new(Semaphore::new(limit)),
                 limit,
+                tokens: Mutex::new((
+                    f64::from(self.limits.per_minute.unwrap_or(0)),
+                    std::time::Instant::now(),
+                )),
                 running: AtomicI64::new(0),
                 queued: AtomicI64::new(0),
                 rejected: AtomicU64::new(0),
@@ -190,6 +199,23 @@ impl Admission {
     /// at most `limits.queue_timeout_ms`; RESOURCE_EXHAUSTED naming the limit otherwise.
     pub async fn admit(&self, p: &Principal) -> Result<Permit, GatewayError> {
         let consumer = self.consumer(p);
+        if let Some(rate) = self.limits.per_minute {
+            let mut t = consumer.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            let per_second = f64::from(rate) / 60.0;
+            let refill = t.1.elapsed().as_secs_f64() * per_second;
+            t.0 = (t.0 + refill).min(f64::from(rate));
+            t.1 = std::time::Instant::now();
+            if t.0 < 1.0 {
+                consumer.rejected.fetch_add(1, Ordering::Relaxed);
+                let wait = ((1.0 - t.0) / per_second).ceil();
+                return Err(GatewayError::ResourceExhausted(format!(
+                    "principal `{}` started {rate} queries within a minute \
+                     (limits.principal_queries_per_minute = {rate}); retry in {wait} s",
+                    p.name
+                )));
+            }
+            t.0 -= 1.0;
+        }
         let own = Arc::clone(&consumer.slots).try_acquire_owned().ok();
         let slot = match &own {
             Some(_) => Arc::clone(&self.slots).try_acquire_owned().ok(),
@@ -288,8 +314,32 @@ mod tests {
             queue_timeout: Duration::from_millis(50),
             principal_running: own,
             groups: vec![("etl".into(), 1)],
+            per_minute: None,
             max_query_time: Duration::from_secs(1),
         }
+    }
+
+    #[tokio::test]
+    async fn a_principal_past_its_rate_is_refused_and_others_are_not() {
+        let a = Admission::new(AdmissionLimits {
+            per_minute: Some(3),
+            ..limits(8, 8, 8)
+        });
+        let p = principal("bot", &[]);
+        for _ in 0..3 {
+            drop(a.admit(&p).await.expect("within the rate"));
+        }
+        let e = a.admit(&p).await.expect_err("past the rate");
+        assert!(
+            e.to_string()
+                .contains("limits.principal_queries_per_minute = 3"),
+            "{e}"
+        );
+        drop(
+            a.admit(&principal("ana", &[]))
+                .await
+                .expect("another principal"),
+        );
     }
 
     #[tokio::test]

@@ -220,3 +220,23 @@ async fn shutdown_drains_running_queries_then_cancels_them() {
         .expect("the server stops after the drain")
         .expect("join");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_past_its_query_rate_is_refused() {
+    let dir = demo_with_limits("  principal_queries_per_minute: 2\n");
+    let gw = TestGateway::start(dir.path()).await;
+    let mut c = gw.client().await;
+    let sql = "SELECT count(*) FROM customers.crm.region";
+    query(&mut c, sql).await.expect("first");
+    query(&mut c, sql).await.expect("second");
+    let e = query(&mut c, sql).await.expect_err("past the rate");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert!(
+        e.message()
+            .contains("limits.principal_queries_per_minute = 2"),
+        "{e}"
+    );
+    query(&mut c, "SELECT 1")
+        .await
+        .expect("constants do not count");
+}
