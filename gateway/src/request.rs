@@ -293,6 +293,17 @@ impl Outcome {
 /// The result rows of a query being executed, as they are produced.
 pub type ResultBatches = tokio::sync::mpsc::Receiver<Result<RecordBatch, Status>>;
 
+/// Why a running query stops before its end.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Past `limits.max_query_time_s` or the client's deadline.
+    OverTime,
+    /// The drain time of a shutdown is over.
+    Shutdown,
+    /// CancelFlightInfo.
+    Cancelled,
+}
+
 /// Whether a query takes an admission slot: it reads a source port, or recurses.
 fn takes_a_slot(planned: &PlannedQuery) -> bool {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -653,17 +664,16 @@ impl GatewayState {
                 };
                 let (mut rows, mut bytes) = (0u64, 0u64);
                 let mut failure: Option<Status> = None;
-                let over_time = || {
-                    Status::from(GatewayError::Timeout(format!(
-                        "the query ran longer than {whose} ({} s) and was stopped",
-                        budget.as_secs_f64()
-                    )))
+                // Why the query may stop before its end, the client going away aside.
+                let stop_reason = async move {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => Stop::OverTime,
+                        () = stopping => Stop::Shutdown,
+                        () = cancelled => Stop::Cancelled,
+                    }
                 };
-                let mut timed_out = false;
-                let mut stopped = false;
-                let mut was_cancelled = false;
-                tokio::pin!(stopping);
-                tokio::pin!(cancelled);
+                tokio::pin!(stop_reason);
+                let mut stop = None;
                 loop {
                     // Stop as soon as the client goes away, even while an operator is still
                     // working towards its first batch: dropping the stream cancels the plan.
@@ -674,16 +684,8 @@ impl GatewayState {
                             tracing::info!(sql = %sql_for_log, rows, "client went away; query stopped");
                             break;
                         }
-                        () = tokio::time::sleep_until(deadline) => {
-                            timed_out = true;
-                            break;
-                        }
-                        () = &mut stopping => {
-                            stopped = true;
-                            break;
-                        }
-                        () = &mut cancelled => {
-                            was_cancelled = true;
+                        s = &mut stop_reason => {
+                            stop = Some(s);
                             break;
                         }
                     };
@@ -697,11 +699,11 @@ impl GatewayState {
                         Err(s) => failure = Some(s.clone()),
                     }
                     let failed = item.is_err();
-                    // A client that stops reading holds the query only until its deadline.
+                    // A client that stops reading holds the query only until it must stop.
                     let sent = tokio::select! {
                         sent = tx.send(item) => sent,
-                        () = tokio::time::sleep_until(deadline) => {
-                            timed_out = true;
+                        s = &mut stop_reason => {
+                            stop = Some(s);
                             break;
                         }
                     };
@@ -714,22 +716,25 @@ impl GatewayState {
                         break;
                     }
                 }
-                if timed_out || stopped || was_cancelled {
+                if let Some(stop) = stop {
                     // Stop the work (sources included) and give the slot back first; the
                     // client gets the error when it reads on.
                     drop(stream);
                     drop(permit);
-                    let status = if stopped {
-                        Status::unavailable(
+                    let status = match stop {
+                        Stop::OverTime => Status::from(GatewayError::Timeout(format!(
+                            "the query ran longer than {whose} ({} s) and was stopped",
+                            budget.as_secs_f64()
+                        ))),
+                        Stop::Shutdown => Status::unavailable(
                             "the gateway shut down before the query ended; run it again",
-                        )
-                    } else if was_cancelled {
-                        Status::cancelled("the query was cancelled (CancelFlightInfo)")
-                    } else {
-                        over_time()
+                        ),
+                        Stop::Cancelled => {
+                            Status::cancelled("the query was cancelled (CancelFlightInfo)")
+                        }
                     };
+                    tracing::info!(sql = %sql_for_log, rows, reason = status.message(), "query stopped");
                     failure = Some(status.clone());
-                    tracing::info!(sql = %sql_for_log, rows, "query over its time budget; stopped");
                     let _ = tx.send(Err(status)).await;
                 }
                 let reads = source_reads(&plan_for_log);

@@ -277,14 +277,17 @@ pub fn install(state: &mut SessionState) -> Result<()> {
             state.register_udf(Arc::new(ScalarUDF::from(Bounded { inner, growth })))?;
         }
     }
-    state.register_udf(Arc::new(concat_op()))?;
+    state.register_udf(concat_op())?;
     Ok(())
 }
 
-fn concat_op() -> ScalarUDF {
-    ScalarUDF::from(ConcatOp {
-        signature: Signature::new(TypeSignature::Any(2), Volatility::Immutable),
-    })
+fn concat_op() -> Arc<ScalarUDF> {
+    static UDF: std::sync::LazyLock<Arc<ScalarUDF>> = std::sync::LazyLock::new(|| {
+        Arc::new(ScalarUDF::from(ConcatOp {
+            signature: Signature::new(TypeSignature::Any(2), Volatility::Immutable),
+        }))
+    });
+    Arc::clone(&UDF)
 }
 
 /// Rewrites `a || b` over strings into the checked [`ConcatOp`], keeping column names. Runs
@@ -336,7 +339,7 @@ impl OptimizerRule for CheckedConcat {
                     let same_type = type_of(&left) == type_of(&right);
                     if is_string(&left) && same_type {
                         Ok(Transformed::yes(Expr::ScalarFunction(
-                            ScalarFunction::new_udf(Arc::new(concat_op()), vec![*left, *right]),
+                            ScalarFunction::new_udf(concat_op(), vec![*left, *right]),
                         )))
                     } else {
                         Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {

@@ -903,22 +903,7 @@ async fn a_failing_source_is_reported_fails_fast_and_recovers() {
         .await
         .expect("start");
     dbs::load_postgres(&pg.addr).await;
-    let addr = pg.addr.clone();
-    let dir = tempfile::tempdir().expect("tmp");
-    write_file(dir.path(), "secrets/pg", &addr.password);
-    write_file(
-        dir.path(),
-        "mesh.yaml",
-        &format!(
-            "apiVersion: meshgate/v1\nkind: Mesh\nname: flaky\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"{}\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 1000, acquire_timeout_ms: 1500 }} }}\n",
-            addr.host, addr.port, addr.database, addr.user
-        ),
-    );
-    write_file(
-        dir.path(),
-        "domains/c/crm.yaml",
-        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: c\nname: crm\nowner: { team: c }\nports:\n  - { name: nation, source: crm_pg, table: nation }\n",
-    );
+    let dir = one_pg_port_mesh(&pg.addr, pg.addr.port, "acquire_timeout_ms: 1500");
     let gw = TestGateway::start(dir.path()).await;
     let mut c = gw.client().await;
     let sql = "SELECT count(*) AS n FROM c.crm.nation";
@@ -987,21 +972,10 @@ async fn a_blackholed_source_recovers_soon_after_it_answers_again() {
         .parse()
         .expect("addr");
     let proxy = FaultProxy::start(pg_addr).await;
-    let addr = &dbs.pg.addr;
-    let dir = tempfile::tempdir().expect("tmp");
-    write_file(dir.path(), "secrets/pg", &addr.password);
-    write_file(
-        dir.path(),
-        "mesh.yaml",
-        &format!(
-            "apiVersion: meshgate/v1\nkind: Mesh\nname: hole\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"127.0.0.1\", port: {}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 1000, acquire_timeout_ms: 1500, statement_timeout_ms: 1500 }} }}\n",
-            proxy.addr.port(), addr.database, addr.user
-        ),
-    );
-    write_file(
-        dir.path(),
-        "domains/c/crm.yaml",
-        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: c\nname: crm\nowner: { team: c }\nports:\n  - { name: nation, source: crm_pg, table: nation }\n",
+    let dir = one_pg_port_mesh(
+        &dbs.pg.addr,
+        proxy.addr.port(),
+        "acquire_timeout_ms: 1500, statement_timeout_ms: 1500",
     );
     let gw = TestGateway::start(dir.path()).await;
     let mut c = gw.client().await;
@@ -1057,4 +1031,25 @@ async fn a_blackholed_source_recovers_soon_after_it_answers_again() {
     for _ in 0..5 {
         query(&mut c, sql).await.expect("serves after recovery");
     }
+}
+
+/// A mesh of one port, `c.crm.nation`, over the PostgreSQL at `addr` reached on `port` (the
+/// server's, or a proxy's on 127.0.0.1), with 1 s connects and `options` added.
+fn one_pg_port_mesh(addr: &DbAddress, port: u16, options: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    write_file(dir.path(), "secrets/pg", &addr.password);
+    write_file(
+        dir.path(),
+        "mesh.yaml",
+        &format!(
+            "apiVersion: meshgate/v1\nkind: Mesh\nname: one\nauth: {{ anonymous: true }}\npolicies: {{ default_access: allow }}\nsources:\n  - {{ name: crm_pg, kind: postgres, options: {{ host: \"{}\", port: {port}, database: \"{}\", user: \"{}\", password: {{ file: secrets/pg }}, sslmode: disable, connect_timeout_ms: 1000, {options} }} }}\n",
+            addr.host, addr.database, addr.user
+        ),
+    );
+    write_file(
+        dir.path(),
+        "domains/c/crm.yaml",
+        "apiVersion: meshgate/v1\nkind: DataProduct\ndomain: c\nname: crm\nowner: { team: c }\nports:\n  - { name: nation, source: crm_pg, table: nation }\n",
+    );
+    dir
 }
